@@ -1,0 +1,1 @@
+"""lm_jax.models: the decoder family, LoRA and the Latent Memory composition."""
