@@ -49,9 +49,8 @@ class DecoderConfig:
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedModelError(
-                f"model_type {self.model_type!r} is not supported; supported: {SUPPORTED_MODEL_TYPES}"
-            )
+            raise UnsupportedModelError(f"model_type {self.model_type!r} is not supported; "
+                                        f"supported: {SUPPORTED_MODEL_TYPES}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
