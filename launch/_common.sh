@@ -1,0 +1,236 @@
+# shellcheck shell=bash
+# Helpers shared by launch/tpu_pod.sh and launch/gpu_cluster.sh. Sourced, never run directly.
+#
+# Conventions:
+#   * DRY_RUN=1: every command that would run is printed to stdout instead, one per line, quoted so
+#     that the output is itself a valid shell script; messages go to stderr.
+#   * A training run is started detached on every host (setsid + nohup), with its log, pid and exit
+#     status in a per-host state directory, so it survives the launching terminal; `follow_all`
+#     then streams the logs back, one local file per host.
+
+PROG=${PROG:-$(basename "$0")}
+DRY_RUN=${DRY_RUN:-0}
+# Current line of the program's modes: train|export|index|eval|all|ask.
+LM_JAX_MODES="train export index eval all ask"
+
+die() {  # usage error: exit 2 with a pointer to --help
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  printf "Run '%s --help' for usage.\n" "$PROG" >&2
+  exit 2
+}
+
+fail() {  # runtime failure: exit 1
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  exit 1
+}
+
+note() {
+  printf '%s: %s\n' "$PROG" "$*" >&2
+}
+
+require_bash() {
+  if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
+    printf '%s: error: needs bash >= 4.4 (this is %s); on macOS: brew install bash\n' \
+      "$PROG" "$BASH_VERSION" >&2
+    exit 2
+  fi
+}
+
+# shquote WORD: WORD quoted for a POSIX shell; plain words are left bare for readability, and
+# --flag=VALUE is written --flag='VALUE'.
+shquote() {
+  local s=$1 q="'"
+  if [[ -n $s && $s =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+    printf '%s' "$s"
+  elif [[ $s =~ ^(--[A-Za-z0-9_.-]+=)(.+)$ ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+    shquote "${BASH_REMATCH[2]}"
+  else
+    printf "'%s'" "${s//$q/$q\\$q$q}"
+  fi
+}
+
+# cmd_line ARG...: the arguments as one quoted command line.
+cmd_line() {
+  local out="" a
+  for a in "$@"; do
+    out+="${out:+ }$(shquote "$a")"
+  done
+  printf '%s' "$out"
+}
+
+# run_cmd ARG...: run a command, or print it under DRY_RUN=1. Echoes it to stderr when it runs.
+run_cmd() {
+  if [[ $DRY_RUN == 1 ]]; then
+    printf '%s\n' "$(cmd_line "$@")"
+    return 0
+  fi
+  printf '+ %s\n' "$(cmd_line "$@")" >&2
+  "$@"
+}
+
+# dry_comment TEXT: a comment line in the dry-run script (nothing otherwise).
+dry_comment() {
+  if [[ $DRY_RUN == 1 ]]; then
+    printf '# %s\n' "$*"
+  fi
+}
+
+is_uint() {
+  [[ $1 =~ ^[0-9]+$ ]]
+}
+
+validate_mode() {
+  local m
+  for m in $LM_JAX_MODES; do
+    [[ $1 == "$m" ]] && return 0
+  done
+  die "unknown --mode '$1' (expected one of: ${LM_JAX_MODES// /, })"
+}
+
+# A remote path: ~/..., /... or relative to the remote home, in characters that need no quoting.
+validate_remote_path() {  # NAME VALUE
+  [[ $2 =~ ^(~/)?[A-Za-z0-9_./-]+$ && ! $2 =~ (^|/)\.\.(/|$) ]] ||
+    die "$1 '$2' must be a plain path (letters, digits, _ . / -, optionally starting with ~/; no '..')"
+}
+
+validate_config() {
+  [[ -n $1 ]] || die "missing config: pass --config or set CONFIG (e.g. configs/hotpotqa.py)"
+  [[ $1 =~ ^[A-Za-z0-9_./:=,-]+$ ]] ||
+    die "config '$1' must be a path relative to the repository, optionally with ':override' (e.g. configs/hotpotqa.py:demo)"
+}
+
+# The command that lm_jax runs on every host: PYTHON -m lm_jax.main --config --workdir --mode,
+# then the per-host flags, the pass-through arguments (quoted) and EXTRA_ARGS (verbatim: it is
+# shell text for the remote shell).
+#   lm_jax_cmd PYTHON CONFIG WORKDIR MODE EXTRA_ARGS [ARG...]
+lm_jax_cmd() {
+  local python=$1 config=$2 workdir=$3 mode=$4 extra=$5
+  shift 5
+  local cmd
+  cmd="$python -m lm_jax.main $(cmd_line "--config=$config" "--workdir=$workdir" "--mode=$mode" "$@")"
+  [[ -n $extra ]] && cmd+=" $extra"
+  printf '%s' "$cmd"
+}
+
+# Remote shell text that starts COMMAND detached in DIR, with its log in STATE/log, its pid in
+# STATE/pid and its exit status in STATE/rc; it refuses to start while a previous run is alive.
+#   remote_start_cmd STATE DIR COMMAND
+remote_start_cmd() {
+  local state=$1 dir=$2 command=$3 inner
+  inner="export PYTHONUNBUFFERED=1; $command; echo \$? > $state/rc"
+  printf '%s' "set -e; mkdir -p $state; " \
+    "if [ -f $state/pid ] && kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then " \
+    "echo \"lm_jax is already running on \$(hostname) (pid \$(cat $state/pid)): use logs, or stop it first\" >&2; exit 3; fi; " \
+    "rm -f $state/rc; if [ -f $state/log ]; then mv -f $state/log $state/log.prev; fi; " \
+    "cd $dir; setsid nohup bash -c $(shquote "$inner") > $state/log 2>&1 < /dev/null & " \
+    "echo \$! > $state/pid; echo \"started lm_jax on \$(hostname): pid \$!, log $state/log\""
+}
+
+# Remote shell text that prints STATE/log from the start and follows it until the run ends, then
+# exits with the run's exit status (1 when it was killed or stopped).
+remote_follow_cmd() {
+  local state=$1
+  printf '%s' "if [ ! -f $state/pid ]; then echo \"no lm_jax run was started on \$(hostname) ($state/pid is missing)\" >&2; exit 4; fi; " \
+    "tail -n +1 --pid=\"\$(cat $state/pid)\" -f $state/log; " \
+    "if [ -f $state/rc ]; then echo \"[lm_jax on \$(hostname) exited with status \$(cat $state/rc)]\"; exit \"\$(cat $state/rc)\"; fi; " \
+    "echo \"[lm_jax on \$(hostname) ended without an exit status: killed or stopped]\" >&2; exit 1"
+}
+
+# Remote shell text that stops the run (SIGTERM to its process group, SIGKILL after 30 s).
+remote_stop_cmd() {
+  local state=$1
+  printf '%s' "if [ -f $state/pid ] && kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then p=\$(cat $state/pid); " \
+    "kill -TERM -- \"-\$p\" 2>/dev/null || kill -TERM \"\$p\"; " \
+    "for _ in \$(seq 30); do kill -0 \"\$p\" 2>/dev/null || break; sleep 1; done; " \
+    "if kill -0 \"\$p\" 2>/dev/null; then kill -KILL -- \"-\$p\" 2>/dev/null || kill -KILL \"\$p\"; fi; " \
+    "echo \"stopped lm_jax on \$(hostname) (pid \$p)\"; " \
+    "else echo \"no running lm_jax on \$(hostname)\"; fi"
+}
+
+# Remote shell text that reports whether a run is going, finished (with its status) or absent.
+remote_status_cmd() {
+  local state=$1
+  printf '%s' "if [ ! -f $state/pid ]; then echo \"\$(hostname): no lm_jax run started\"; " \
+    "elif kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then echo \"\$(hostname): running (pid \$(cat $state/pid))\"; " \
+    "elif [ -f $state/rc ]; then echo \"\$(hostname): finished with status \$(cat $state/rc)\"; " \
+    "else echo \"\$(hostname): ended without an exit status (killed or stopped)\"; fi; " \
+    "if [ -f $state/log ]; then tail -n 3 $state/log; fi"
+}
+
+# follow_all LABEL LOG_DIR BUILDER INDEX...
+# Follows the run on each INDEX at once: BUILDER INDEX must set the array FOLLOW_ARGV to the local
+# command that prints that host's log. Each host's output goes to LOG_DIR/LABEL-INDEX.log; the first
+# INDEX is also streamed to the terminal. Returns the first non-zero status, 0 when all succeeded.
+FOLLOW_ARGV=()
+follow_all() {
+  local label=$1 log_dir=$2 builder=$3
+  shift 3
+  local first=$1 i log rc=0 st
+  local -a rest=("${@:2}") pids=()
+
+  run_cmd mkdir -p "$log_dir"
+  if [[ $DRY_RUN == 1 ]]; then
+    for i in "${rest[@]}"; do
+      "$builder" "$i"
+      printf '%s > %s 2>&1 &\n' "$(cmd_line "${FOLLOW_ARGV[@]}")" "$(shquote "$log_dir/$label-$i.log")"
+    done
+    "$builder" "$first"
+    printf '%s 2>&1 | tee %s\n' "$(cmd_line "${FOLLOW_ARGV[@]}")" "$(shquote "$log_dir/$label-$first.log")"
+    printf 'wait\n'
+    return 0
+  fi
+
+  trap 'printf "\n%s: stopped following; the run goes on. Reattach: %s logs; stop it: %s stop\n" "$PROG" "$PROG" "$PROG" >&2; exit 130' INT
+  for i in "${rest[@]}"; do
+    "$builder" "$i"
+    "${FOLLOW_ARGV[@]}" > "$log_dir/$label-$i.log" 2>&1 &
+    pids+=("$!")
+  done
+  note "following $label $first here; all logs go to $log_dir/$label-<i>.log (Ctrl-C stops following, not the run)"
+  "$builder" "$first"
+  set +e
+  "${FOLLOW_ARGV[@]}" 2>&1 | tee "$log_dir/$label-$first.log"
+  st=${PIPESTATUS[0]}
+  set -e
+  trap - INT
+
+  local -a statuses=("$st")
+  for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then statuses+=(0); else statuses+=("$?"); fi
+  done
+  local -a all=("$first" "${rest[@]}")
+  for i in "${!all[@]}"; do
+    log="$log_dir/$label-${all[$i]}.log"
+    st=${statuses[$i]}
+    if [[ $st == 0 ]]; then
+      note "$label ${all[$i]}: ok (log: $log)"
+    else
+      note "$label ${all[$i]}: exit status $st (log: $log)"
+      if ((i > 0)); then
+        tail -n 15 "$log" | sed "s/^/  [$label ${all[$i]}] /" >&2 || true
+      fi
+      ((rc == 0)) && rc=$st
+    fi
+  done
+  return "$rc"
+}
+
+# parse_index_list LIST COUNT: "all" or a comma-separated list of 0-based indices below COUNT;
+# prints them one per line.
+parse_index_list() {
+  local list=$1 count=$2 i
+  if [[ $list == all ]]; then
+    for ((i = 0; i < count; i++)); do printf '%s\n' "$i"; done
+    return 0
+  fi
+  local -a parts
+  IFS=, read -ra parts <<< "$list"
+  ((${#parts[@]} > 0)) || die "empty index list '$list'"
+  for i in "${parts[@]}"; do
+    if ! is_uint "$i" || ((10#$i >= count)); then
+      die "index '$i' in '$list' is not in 0..$((count - 1))"
+    fi
+    printf '%s\n' "$((10#$i))"
+  done
+}
