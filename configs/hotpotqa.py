@@ -1,0 +1,163 @@
+"""Latent Memory on HotpotQA (distractor).
+
+Variants (`--config=configs/hotpotqa.py:VARIANT`):
+  (default)  the paper's text setting (METHOD.md §2-3): Llama-3.2-1B-Instruct compressor,
+             Llama-3.1-8B-Instruct generator, LoRA r=64/alpha=128, batch 8 x accumulation 4,
+             AdamW 1e-4 cosine to 1e-6, 3 epochs, loss weights 0.5/0.2/1.0.
+  mistral    the same with Mistral-7B-Instruct-v0.3 as generator.
+  demo       the embedded default: a synthetic multi-hop world, a tokenizer trained on it and tiny
+             models from random init, end to end on a laptop CPU in minutes.
+Models are Hugging Face ids or local directories (`--config.model.compressor=/path`).
+"""
+
+import ml_collections
+
+HOTPOT_TRAIN_QUESTIONS = 90_447
+
+
+def _base() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 3 * HOTPOT_TRAIN_QUESTIONS // 32  # 3 epochs at an effective batch of 32
+    c.log_every = 50
+    c.ckpt_every = 1000
+    c.eval_every = 2000
+    c.keep_checkpoints = 3
+
+    c.data = ml_collections.ConfigDict(dict(
+        dataset="hotpot_qa/distractor",
+        data_dir="",            # TFDS data dir ('' -> WORKDIR/data/tfds)
+        manual_dir="",          # directory with the official HotpotQA json files
+        train_split="train",
+        eval_split="validation",
+        synthetic=False,        # True: generate the synthetic world instead of reading HotpotQA
+        num_train_questions=0,  # synthetic world sizes
+        num_eval_questions=0,
+        max_drop_fraction=0.01,
+        batch_size=32,          # global batch (all hosts together), split into accum_steps
+        max_positives=4,
+        max_negatives=8,
+        max_evidence_len=128,
+        max_question_len=64,
+        max_answer_len=32,
+        max_student_len=256,
+        max_teacher_len=768,
+        max_extra_negatives=3,  # the student also reads 0..3 hard-negative latents
+        distill_tokens=16,      # teacher greedy tokens; the first distill_tokens-1 are forced
+    ))
+
+    c.model = ml_collections.ConfigDict(dict(
+        compressor="meta-llama/Llama-3.2-1B-Instruct",
+        generator="meta-llama/Llama-3.1-8B-Instruct",
+        init="hf",              # 'hf': load checkpoints; 'random': use `arch` (tests, benchmarks)
+        arch=ml_collections.ConfigDict(dict(
+            vocab_size=0, hidden_size=0, intermediate_size=0, num_layers=0, num_heads=0,
+            num_kv_heads=0, head_dim=0, max_position_embeddings=2048, rope_theta=10000.0,
+            tie_word_embeddings=True)),
+        share_base=False,       # compressor runs on the generator's weights (+ its adapters)
+        num_latent_tokens=1,    # 1 = Latent Memory; more = CoMEM-style multi-token memory
+        retrieval_dim=512,
+        lora_rank=64,
+        lora_alpha=128.0,
+        lora_dropout=0.05,
+        dtype="bfloat16",
+        param_dtype="bfloat16",
+        remat=True,
+    ))
+
+    c.loss = ml_collections.ConfigDict(dict(
+        recon_weight=0.5, contrast_weight=0.2, distill_weight=1.0, temperature=0.07))
+
+    c.optim = ml_collections.ConfigDict(dict(
+        learning_rate=1e-4, end_learning_rate=1e-6, warmup_steps=0, weight_decay=0.0,
+        grad_clip=1.0, accum_steps=4))
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+
+    # Demo only: train the tiny generator as a reader on raw evidence before freezing it.
+    c.pretrain_generator = ml_collections.ConfigDict(dict(
+        enabled=False, total_steps=0, batch_size=32, learning_rate=3e-3, lm_weight=0.2,
+        max_len=256, warmup_steps=20))
+
+    c.eval = ml_collections.ConfigDict(dict(
+        k=5,
+        num_questions=1000,     # 0 = the whole split
+        val_questions=200,      # periodic validation sample during training
+        max_new_tokens=32,
+        batch_size=16,
+        max_prompt_len=1024,
+        methods=("latent_memory", "latent_memory_bank", "no_retrieval", "full_context",
+                 "bm25_rag", "oracle"),
+    ))
+
+    c.export = ml_collections.ConfigDict(dict(
+        latent_dtype="bfloat16", batch_size=256, items_per_shard=100_000, split="validation"))
+    c.index = ml_collections.ConfigDict(dict(exact_below=20_000, num_neighbors=10))
+    return c
+
+
+def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    c.seed = 0
+    c.total_steps = 600
+    c.log_every = 25
+    c.ckpt_every = 200
+    c.eval_every = 300
+    c.data.synthetic = True
+    c.data.dataset = "hotpot_qa/distractor"
+    c.data.num_train_questions = 3000
+    c.data.num_eval_questions = 200
+    c.data.batch_size = 16
+    c.data.max_positives = 2
+    c.data.max_negatives = 4
+    c.data.max_evidence_len = 24
+    c.data.max_question_len = 24
+    c.data.max_answer_len = 8
+    c.data.max_student_len = 64
+    c.data.max_teacher_len = 96
+    c.data.max_extra_negatives = 2
+    c.data.distill_tokens = 6
+    c.model.compressor = ""     # WORKDIR/generator: the pretrained tiny reader
+    c.model.generator = ""
+    c.model.init = "random"
+    c.model.arch.update(dict(
+        vocab_size=0,  # from the trained tokenizer
+        hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4, num_kv_heads=2,
+        head_dim=32, max_position_embeddings=512, tie_word_embeddings=True))
+    c.model.share_base = True   # CoMEM's "the model is its own memory encoder"
+    c.model.retrieval_dim = 64
+    c.model.lora_rank = 16
+    c.model.lora_alpha = 32.0
+    c.model.lora_dropout = 0.0
+    c.model.dtype = "float32"
+    c.model.param_dtype = "float32"
+    c.model.remat = False
+    c.optim.learning_rate = 2e-3
+    c.optim.end_learning_rate = 1e-4
+    c.optim.warmup_steps = 20
+    c.optim.accum_steps = 1
+    c.pretrain_generator.update(dict(enabled=True, total_steps=500, batch_size=32,
+                                     learning_rate=3e-3, max_len=128))
+    c.eval.num_questions = 200
+    c.eval.val_questions = 64
+    c.eval.max_new_tokens = 8
+    c.eval.batch_size = 50
+    c.eval.max_prompt_len = 512
+    c.export.batch_size = 256
+    c.export.items_per_shard = 4096
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = _base()
+    arg = arg or "paper"
+    if arg == "paper":
+        pass
+    elif arg == "mistral":
+        c.model.generator = "mistralai/Mistral-7B-Instruct-v0.3"
+    elif arg == "demo":
+        c = _demo(c)
+    else:
+        raise ValueError(f"unknown variant {arg!r} of configs/hotpotqa.py; use paper, mistral "
+                         "or demo")
+    c.lock()
+    return c

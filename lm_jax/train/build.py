@@ -1,0 +1,182 @@
+"""Builds what a run needs from its config: mesh, tokenizers, model, sharded parameters.
+
+Validation happens here, before anything is compiled: a bad config fails with a message that
+names the key (`--config.<key>`) to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from lm_jax import sharding
+from lm_jax.models.config import DecoderConfig
+from lm_jax.models.latent_memory import LatentMemory, LatentMemoryConfig, paper_adapters
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+KNOWN_METHODS = ("latent_memory", "latent_memory_bank", "no_retrieval", "full_context",
+                 "bm25_rag", "oracle")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Static checks of a config (no files read, nothing compiled)."""
+    d, m, o = config.data, config.model, config.optim
+
+    def need(cond, key, msg):
+        if not cond:
+            raise ConfigError(f"--config.{key}: {msg}")
+
+    for key in ("total_steps", "log_every", "ckpt_every", "eval_every"):
+        need(config[key] > 0, key, f"must be positive, got {config[key]}")
+    need(d.batch_size > 0, "data.batch_size", "must be positive")
+    need(o.accum_steps >= 1, "optim.accum_steps", "must be >= 1")
+    need(d.batch_size % o.accum_steps == 0, "data.batch_size",
+         f"{d.batch_size} is not divisible by optim.accum_steps={o.accum_steps}")
+    for key in ("max_positives", "max_negatives", "max_evidence_len", "max_question_len",
+                "max_student_len", "max_teacher_len", "max_answer_len"):
+        need(d[key] > 0, f"data.{key}", f"must be positive, got {d[key]}")
+    need(d.distill_tokens >= 2, "data.distill_tokens", "must be >= 2 (one forced token)")
+    need(d.max_extra_negatives <= d.max_negatives, "data.max_extra_negatives",
+         f"{d.max_extra_negatives} exceeds data.max_negatives={d.max_negatives}")
+    need(m.init in ("hf", "random"), "model.init", f"must be 'hf' or 'random', got {m.init!r}")
+    need(m.num_latent_tokens >= 1, "model.num_latent_tokens", "must be >= 1")
+    need(m.retrieval_dim > 0, "model.retrieval_dim", "must be positive")
+    need(m.lora_rank > 0, "model.lora_rank", "must be positive")
+    need(0.0 <= m.lora_dropout < 1.0, "model.lora_dropout", "must be in [0, 1)")
+    for key in ("dtype", "param_dtype"):
+        need(m[key] in ("float32", "bfloat16", "float16"), f"model.{key}",
+             f"unsupported dtype {m[key]!r}")
+    if m.share_base and m.init == "hf":
+        need(m.compressor == m.generator, "model.share_base",
+             "share_base needs model.compressor == model.generator")
+    if m.init == "random":
+        a = m.arch
+        for key in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
+                    "num_kv_heads", "head_dim"):
+            need(a[key] > 0, f"model.arch.{key}", "must be set for model.init='random'")
+        need(a.num_heads % a.num_kv_heads == 0, "model.arch.num_heads",
+             f"{a.num_heads} is not a multiple of num_kv_heads={a.num_kv_heads}")
+        need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
+             "data.max_teacher_len", "teacher prompt + distill tokens exceed "
+             f"model.arch.max_position_embeddings={a.max_position_embeddings}")
+    unknown = [x for x in config.eval.methods if x not in KNOWN_METHODS]
+    need(not unknown, "eval.methods", f"unknown methods {unknown}; known: {KNOWN_METHODS}")
+    need(config.eval.k > 0, "eval.k", "must be positive")
+    if config.data.synthetic:
+        need(d.num_train_questions > 0, "data.num_train_questions", "must be positive")
+        need(d.num_eval_questions > 0, "data.num_eval_questions", "must be positive")
+
+
+def check_mesh_fits(config, mesh) -> None:
+    """The micro-batch must split evenly over the data-parallel devices."""
+    dp = mesh.shape["data"] * mesh.shape["fsdp"]
+    micro = config.data.batch_size // config.optim.accum_steps
+    if micro % dp:
+        raise ConfigError(
+            f"--config.data.batch_size: micro-batch {micro} (batch_size / accum_steps) is not "
+            f"divisible by the {dp} data-parallel devices (mesh data x fsdp)")
+
+
+def random_arch(config, vocab_size: int) -> DecoderConfig:
+    a = config.model.arch
+    return DecoderConfig(
+        model_type="llama", vocab_size=vocab_size, hidden_size=a.hidden_size,
+        intermediate_size=a.intermediate_size, num_layers=a.num_layers, num_heads=a.num_heads,
+        num_kv_heads=a.num_kv_heads, head_dim=a.head_dim, rms_norm_eps=1e-5,
+        rope_theta=a.rope_theta, max_position_embeddings=a.max_position_embeddings,
+        tie_word_embeddings=a.tie_word_embeddings, dtype=config.model.dtype,
+        param_dtype=config.model.param_dtype, remat=config.model.remat)
+
+
+def model_dirs(config, workdir: str) -> tuple[str, str]:
+    """Local directories of compressor and generator (HF ids are resolved to snapshots)."""
+    from lm_jax.hf.checkpoint import resolve_model_dir
+
+    m = config.model
+    if m.init == "random":
+        return "", ""
+    default = os.path.join(workdir, "generator")  # the demo's pretrained reader
+    gen = resolve_model_dir(m.generator or default, flag_name="--config.model.generator")
+    comp = resolve_model_dir(m.compressor or default, flag_name="--config.model.compressor")
+    return comp, gen
+
+
+@dataclasses.dataclass
+class Components:
+    model: LatentMemory
+    mesh: Any
+    compressor_tokenizer: Any
+    generator_tokenizer: Any
+    trainable: dict
+    frozen: dict
+    trainable_shardings: Any
+    frozen_shardings: Any
+
+
+def build_latent_memory(config, comp_cfg: DecoderConfig, gen_cfg: DecoderConfig) -> LatentMemory:
+    m = config.model
+    adapters = paper_adapters(m.lora_rank, m.lora_alpha, m.lora_dropout)
+    return LatentMemory(LatentMemoryConfig(
+        compressor=comp_cfg, generator=gen_cfg, adapters=adapters,
+        num_latent_tokens=m.num_latent_tokens, retrieval_dim=m.retrieval_dim,
+        share_base=m.share_base))
+
+
+def build(config, workdir: str, mesh=None, tokenizers=None) -> Components:
+    """Mesh, tokenizers, model and parameters placed with their shardings.
+
+    Base weights come from the HF checkpoints (streamed, one tensor at a time); adapters and
+    heads are initialised directly on their shardings (the unused base initialisers are dead
+    code that XLA removes).
+    """
+    from lm_jax.hf.checkpoint import load_hf_config, load_params
+    from lm_jax.hf.tokenizer import load_tokenizer
+
+    validate_config(config)
+    m = config.model
+    mesh = mesh or sharding.make_mesh(**config.mesh)
+    check_mesh_fits(config, mesh)
+    overrides = dict(dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
+    comp_dir, gen_dir = model_dirs(config, workdir)
+    if tokenizers is not None:
+        comp_tok, gen_tok = tokenizers
+    else:
+        gen_tok = load_tokenizer(gen_dir, flag_name="--config.model.generator")
+        comp_tok = gen_tok if comp_dir == gen_dir else load_tokenizer(
+            comp_dir, flag_name="--config.model.compressor")
+    if m.init == "random":
+        comp_cfg = gen_cfg = random_arch(config, len(gen_tok))
+    else:
+        gen_cfg = load_hf_config(gen_dir, **overrides)
+        comp_cfg = gen_cfg if comp_dir == gen_dir else load_hf_config(comp_dir, **overrides)
+    model = build_latent_memory(config, comp_cfg, gen_cfg)
+
+    rng = jax.random.key(config.seed)
+    abstract = jax.eval_shape(model.init, rng)
+    with sharding.use_mesh(mesh):
+        shardings = sharding.logical_to_sharding(abstract, mesh)
+    train_sh, frozen_sh = model.split(shardings)
+
+    def init_trainable(r):
+        return model.split(nn.unbox(model.init(r)))[0]
+
+    def init_frozen(r):
+        return model.split(nn.unbox(model.init(r)))[1]
+
+    trainable = jax.jit(init_trainable, out_shardings=train_sh)(rng)
+    if m.init == "random":
+        frozen = jax.jit(init_frozen, out_shardings=frozen_sh)(rng)
+    else:
+        frozen = {"generator": load_params(gen_dir, gen_cfg, frozen_sh["generator"])}
+        if not m.share_base:
+            frozen["compressor"] = load_params(comp_dir, comp_cfg, frozen_sh["compressor"])
+    return Components(model, mesh, comp_tok, gen_tok, trainable, frozen, train_sh, frozen_sh)

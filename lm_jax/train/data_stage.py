@@ -1,0 +1,71 @@
+"""Stage `data`: the prepared dataset (and, for the demo, the synthetic world and its tokenizer).
+
+For `config.data.synthetic` the train and test worlds are generated into WORKDIR/data/raw in the
+official HotpotQA format, so the same TFDS builder reads them as it reads the real files; the
+demo's tokenizer is trained on the train world only, so test-world names reach the models as
+sub-word pieces they have seen, never as whole tokens they have not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+
+from lm_jax.data.records import QAExample, load_examples
+
+
+@dataclasses.dataclass
+class DataBundle:
+    train: list[QAExample]
+    eval: list[QAExample]
+    tokenizer_dir: str | None
+    report: dict
+
+
+def data_dir(config, workdir: str) -> str:
+    return config.data.data_dir or os.path.join(workdir, "data", "tfds")
+
+
+def load(config, workdir: str) -> DataBundle:
+    """Prepares (once) and loads the train and eval splits."""
+    from lm_jax.data.prepare import prepare_dataset
+
+    d = config.data
+    tfds_dir = data_dir(config, workdir)
+    tokenizer_dir = None
+    if d.synthetic:
+        from lm_jax.data.synthetic import write_hotpot_dir
+        from lm_jax.data.tokenizer_train import train_tokenizer
+
+        manual = os.path.join(workdir, "data", "raw")
+        tokenizer_dir = os.path.join(workdir, "tokenizer")
+        if jax.process_index() == 0:
+            if not os.path.exists(os.path.join(manual, "hotpot_dev_distractor_v1.json")):
+                write_hotpot_dir(manual, d.num_train_questions, d.num_eval_questions,
+                                 seed=config.seed)
+            if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer_config.json")):
+                with open(os.path.join(manual, "hotpot_train_v1.1.json")) as f:
+                    records = json.load(f)
+                texts = [r["question"] + " " + r["answer"] for r in records]
+                texts += [f"{t}: {s.strip()}" for r in records for t, sents in r["context"]
+                          for s in sents]
+                train_tokenizer(texts, tokenizer_dir)
+        _sync("synthetic data")
+    else:
+        manual = d.manual_dir
+    report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
+                             max_drop_fraction=d.max_drop_fraction)
+    _sync("dataset prepared")
+    train = load_examples(tfds_dir, d.dataset, d.train_split)
+    evaluation = load_examples(tfds_dir, d.dataset, d.eval_split)
+    return DataBundle(train, evaluation, tokenizer_dir, report)
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -1,0 +1,113 @@
+"""Demo stage `generator`: teach a tiny random LM to read raw evidence before it is frozen.
+
+A tiny generator knows nothing, so the demo first trains it, all parameters, as a reader: the
+generator's own prompt with a few raw contexts (the supporting sentences plus random distractors,
+shuffled), then the answer and EOS. The loss is answer cross-entropy plus a small language-model
+term on the prompt, so the same weights can also serve as the compressor's frozen base. The
+result is saved as a Hugging Face checkpoint (`WORKDIR/generator`, written to a temp directory
+and renamed), so later stages load it like any other model.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lm_jax.models.decoder import Decoder
+from lm_jax.models.prompts import PromptBuilder
+from lm_jax.train.losses import token_cross_entropy
+from lm_jax.train.metrics_log import MetricLogger
+
+
+def reader_example(example, builder: PromptBuilder, tokenizer, rng: np.random.Generator,
+                   max_contexts: int, max_len: int):
+    """(ids [max_len], loss weights by kind) for one reader example, right-padded.
+
+    Returns ids, mask, answer_mask (targets that are answer tokens or EOS), prompt_mask.
+    """
+    positives = [e.render() for e in example.evidence if e.is_supporting]
+    others = [e.render() for e in example.evidence if not e.is_supporting]
+    extra = int(rng.integers(0, max(0, max_contexts - len(positives)) + 1))
+    extra = min(extra, len(others))
+    picked = positives + [others[i] for i in rng.choice(len(others), extra, replace=False)]
+    contexts = [picked[i] for i in rng.permutation(len(picked))]
+    prompt = builder.text(example.question, contexts).ids
+    answer = list(tokenizer(example.answer, add_special_tokens=False)["input_ids"])
+    answer.append(tokenizer.eos_token_id)
+    seq = (prompt + answer)[-max_len:]
+    n_prompt = len(seq) - len(answer)
+    ids = np.zeros(max_len, np.int32)
+    ids[:len(seq)] = seq
+    mask = (np.arange(max_len) < len(seq)).astype(np.int32)
+    # Target at position t is ids[t+1]; weight it by what that token is.
+    tgt_pos = np.arange(max_len)
+    answer_mask = ((tgt_pos >= n_prompt - 1) & (tgt_pos < len(seq) - 1)).astype(np.float32)
+    prompt_mask = (tgt_pos < n_prompt - 1).astype(np.float32)
+    return ids, mask, answer_mask, prompt_mask
+
+
+def _loss(model, lm_weight, params, batch):
+    out = model.apply({"params": params}, batch["ids"], attention_mask=batch["mask"])
+    targets = jnp.pad(batch["ids"][:, 1:], ((0, 0), (0, 1)))
+    ans_loss, ans_acc = token_cross_entropy(out.logits, targets, batch["answer_mask"])
+    lm_loss, _ = token_cross_entropy(out.logits, targets, batch["prompt_mask"])
+    loss = ans_loss + lm_weight * lm_loss
+    return loss, dict(loss=loss, loss_answer=ans_loss, loss_lm=lm_loss, answer_acc=ans_acc)
+
+
+def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config,
+                       logger: MetricLogger) -> str:
+    """Trains the reader and saves it to WORKDIR/generator; returns that directory."""
+    from lm_jax.hf.checkpoint import save_params
+
+    out_dir = os.path.join(workdir, "generator")
+    if os.path.exists(os.path.join(out_dir, "config.json")):
+        return out_dir
+    pc = config.pretrain_generator
+    model = Decoder(decoder_config)
+    rng = jax.random.key(config.seed + 1)
+    params = nn.unbox(model.init(rng, jnp.zeros((1, 4), jnp.int32))["params"])
+    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
+                                                  pc.total_steps, pc.learning_rate * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
+    opt_state = tx.init(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, batch):
+        grads, metrics = jax.grad(functools.partial(_loss, model, pc.lm_weight),
+                                  has_aux=True)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics
+
+    builder = PromptBuilder(tokenizer, 1)
+    data_rng = np.random.default_rng(config.seed)
+    max_contexts = config.eval.k
+    t0 = time.time()
+    for i in range(1, pc.total_steps + 1):
+        idx = data_rng.integers(0, len(examples), pc.batch_size)
+        rows = [reader_example(examples[j], builder, tokenizer, data_rng, max_contexts,
+                               pc.max_len) for j in idx]
+        batch = {k: jnp.asarray(np.stack([r[n] for r in rows]))
+                 for n, k in enumerate(("ids", "mask", "answer_mask", "prompt_mask"))}
+        params, opt_state, metrics = step(params, opt_state, batch)
+        if i % config.log_every == 0 or i == pc.total_steps:
+            m = {k: float(v) for k, v in metrics.items()}
+            if not np.isfinite(m["loss"]):
+                raise FloatingPointError(f"generator pretraining: loss is {m['loss']} at step {i}")
+            m.update(learning_rate=float(schedule(i)), elapsed_s=time.time() - t0)
+            logger.write("generator", i, m)
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if jax.process_index() == 0:
+        save_params(params, decoder_config, tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    return out_dir
