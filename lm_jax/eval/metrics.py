@@ -1,0 +1,121 @@
+"""QA and retrieval metrics: EM / token F1 (SQuAD/HotpotQA normalisation), Recall@k, Precision@k.
+
+Answer normalisation follows the official SQuAD v1.1 / HotpotQA scripts: lowercase, drop
+punctuation, drop the articles a/an/the, collapse whitespace. F1 adds HotpotQA's special case: if
+either normalised answer is "yes", "no" or "noanswer" and the two differ, F1 is 0 (token overlap
+would otherwise reward "no" against "yes" or "no answer").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+_PUNCT = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_SPECIAL = ("yes", "no", "noanswer")
+
+
+def normalize_answer(s: str) -> str:
+    """Lowercase, remove punctuation, remove articles (a/an/the), collapse whitespace."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def _golds(gold: str | Sequence[str]) -> list[str]:
+    golds = [gold] if isinstance(gold, str) else list(gold)
+    if not golds:
+        raise ValueError("no gold answer given")
+    return golds
+
+
+def _em_one(pred: str, gold: str) -> float:
+    return float(normalize_answer(pred) == normalize_answer(gold))
+
+
+def _f1_one(pred: str, gold: str) -> float:
+    p, g = normalize_answer(pred), normalize_answer(gold)
+    if (p in _SPECIAL or g in _SPECIAL) and p != g:
+        return 0.0
+    pt, gt = p.split(), g.split()
+    common = Counter(pt) & Counter(gt)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pt), same / len(gt)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(pred: str, gold: str | Sequence[str]) -> float:
+    """1.0 if the normalised prediction equals a normalised gold answer (any gold), else 0.0."""
+    return max(_em_one(pred, g) for g in _golds(gold))
+
+
+def f1_score(pred: str, gold: str | Sequence[str]) -> float:
+    """Token F1 of normalised answers (max over golds), with HotpotQA's yes/no/noanswer rule."""
+    return max(_f1_one(pred, g) for g in _golds(gold))
+
+
+def recall_at_k(retrieved: Sequence, gold: Iterable, k: int) -> float | None:
+    """|top-k retrieved & gold| / |gold|; None when there is no gold item (undefined).
+
+    Args:
+      retrieved: item ids in rank order (any hashable ids: bank ids, sentence indices, ...).
+      gold: the gold supporting item ids.
+      k: cut-off (>= 1).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    gold = set(gold)
+    if not gold:
+        return None
+    return len(set(list(retrieved)[:k]) & gold) / len(gold)
+
+
+def precision_at_k(retrieved: Sequence, gold: Iterable, k: int) -> float:
+    """|top-k retrieved & gold| / k (a short list is not rewarded: the denominator stays k)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return len(set(list(retrieved)[:k]) & set(gold)) / k
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not None (or NaN); None if there are none."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def aggregate(records: Iterable[Mapping[str, float | None]]) -> dict[str, float | int | None]:
+    """Per-key means over per-example metric dicts (None skipped), plus ``n`` = record count.
+
+    ``aggregate([{"em": 1, "f1": 1}, {"em": 0, "f1": 0.5}])``
+    -> ``{"em": 0.5, "f1": 0.75, "n": 2}``.
+    """
+    records = list(records)
+    keys: list[str] = []
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    out: dict[str, float | int | None] = {k: mean(r.get(k) for r in records) for k in keys}
+    out["n"] = len(records)
+    return out
+
+
+def score_example(
+    pred: str,
+    gold: str | Sequence[str],
+    retrieved: Sequence | None = None,
+    gold_items: Iterable | None = None,
+    k: int = 5,
+) -> dict[str, float | None]:
+    """All per-example metrics: em, f1 and, when retrieval is given, recall_at_k/precision_at_k."""
+    out: dict[str, float | None] = {"em": exact_match(pred, gold), "f1": f1_score(pred, gold)}
+    if retrieved is not None and gold_items is not None:
+        gold_items = list(gold_items)
+        out["recall_at_k"] = recall_at_k(retrieved, gold_items, k)
+        out["precision_at_k"] = precision_at_k(retrieved, gold_items, k)
+    return out
