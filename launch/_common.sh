@@ -36,25 +36,35 @@ require_bash() {
   fi
 }
 
-# shquote WORD: WORD quoted for a POSIX shell; plain words are left bare for readability, and
-# --flag=VALUE is written --flag='VALUE'.
-shquote() {
-  local s=$1 q="'"
+# _quote WORD: sets Q (declared local by the caller) to WORD quoted for a POSIX shell. Plain words
+# stay bare for readability, and --flag=VALUE is written --flag='VALUE'. No subshell: it is called
+# once per argument.
+_quote() {
+  local s=$1 q="'" prefix=""
+  if [[ $s =~ ^(--[A-Za-z0-9_.-]+=)(.+)$ ]]; then
+    prefix=${BASH_REMATCH[1]}
+    s=${BASH_REMATCH[2]}
+  fi
   if [[ -n $s && $s =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-    printf '%s' "$s"
-  elif [[ $s =~ ^(--[A-Za-z0-9_.-]+=)(.+)$ ]]; then
-    printf '%s' "${BASH_REMATCH[1]}"
-    shquote "${BASH_REMATCH[2]}"
+    Q=$prefix$s
   else
-    printf "'%s'" "${s//$q/$q\\$q$q}"
+    Q="$prefix'${s//$q/$q\\$q$q}'"
   fi
 }
 
-# cmd_line ARG...: the arguments as one quoted command line.
+# shquote WORD: prints WORD quoted.
+shquote() {
+  local Q
+  _quote "$1"
+  printf '%s' "$Q"
+}
+
+# cmd_line ARG...: prints the arguments as one quoted command line.
 cmd_line() {
-  local out="" a
+  local out="" a Q
   for a in "$@"; do
-    out+="${out:+ }$(shquote "$a")"
+    _quote "$a"
+    out+="${out:+ }$Q"
   done
   printf '%s' "$out"
 }
@@ -132,7 +142,7 @@ remote_start_cmd() {
 remote_follow_cmd() {
   local state=$1
   printf '%s' "if [ ! -f $state/pid ]; then echo \"no lm_jax run was started on \$(hostname) ($state/pid is missing)\" >&2; exit 4; fi; " \
-    "tail -n +1 --pid=\"\$(cat $state/pid)\" -f $state/log; " \
+    "tail -n +1 -s 0.2 --pid=\"\$(cat $state/pid)\" -f $state/log; " \
     "if [ -f $state/rc ]; then echo \"[lm_jax on \$(hostname) exited with status \$(cat $state/rc)]\"; exit \"\$(cat $state/rc)\"; fi; " \
     "echo \"[lm_jax on \$(hostname) ended without an exit status: killed or stopped]\" >&2; exit 1"
 }
@@ -142,7 +152,7 @@ remote_stop_cmd() {
   local state=$1
   printf '%s' "if [ -f $state/pid ] && kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then p=\$(cat $state/pid); " \
     "kill -TERM -- \"-\$p\" 2>/dev/null || kill -TERM \"\$p\"; " \
-    "for _ in \$(seq 30); do kill -0 \"\$p\" 2>/dev/null || break; sleep 1; done; " \
+    "for _ in \$(seq 150); do kill -0 \"\$p\" 2>/dev/null || break; sleep 0.2; done; " \
     "if kill -0 \"\$p\" 2>/dev/null; then kill -KILL -- \"-\$p\" 2>/dev/null || kill -KILL \"\$p\"; fi; " \
     "echo \"stopped lm_jax on \$(hostname) (pid \$p)\"; " \
     "else echo \"no running lm_jax on \$(hostname)\"; fi"
@@ -216,12 +226,14 @@ follow_all() {
   return "$rc"
 }
 
-# parse_index_list LIST COUNT: "all" or a comma-separated list of 0-based indices below COUNT;
-# prints them one per line.
+# parse_index_list LIST COUNT: "all" or a comma-separated list of 0-based indices below COUNT,
+# into the array INDICES (no subshell, so that a bad list stops the script).
+INDICES=()
 parse_index_list() {
   local list=$1 count=$2 i
+  INDICES=()
   if [[ $list == all ]]; then
-    for ((i = 0; i < count; i++)); do printf '%s\n' "$i"; done
+    for ((i = 0; i < count; i++)); do INDICES+=("$i"); done
     return 0
   fi
   local -a parts
@@ -231,6 +243,6 @@ parse_index_list() {
     if ! is_uint "$i" || ((10#$i >= count)); then
       die "index '$i' in '$list' is not in 0..$((count - 1))"
     fi
-    printf '%s\n' "$((10#$i))"
+    INDICES+=("$((10#$i))")
   done
 }

@@ -145,6 +145,7 @@ validate() {
   [[ $JOB_NAME =~ ^[A-Za-z0-9_.-]+$ ]] || die "invalid --name '$JOB_NAME' (letters, digits, _ . -)"
   [[ -n $LOG_DIR ]] || LOG_DIR=launch_logs/$JOB_NAME
   read_hosts
+  parse_index_list "$FOLLOW_HOSTS" "${#HOSTS[@]}"
   [[ $COMMAND == run ]] || return 0
   [[ -n $WORKDIR ]] || die "missing workdir: pass --workdir or set WORKDIR (gs://BUCKET/PATH or an absolute path on a shared file system)"
   [[ ! $WORKDIR =~ [[:space:]] ]] || die "workdir '$WORKDIR' must not contain white space"
@@ -184,9 +185,7 @@ follow_builder() {
 }
 
 cmd_follow() {
-  local -a idx=()
-  mapfile -t idx < <(parse_index_list "$FOLLOW_HOSTS" "${#HOSTS[@]}")
-  follow_all host "$LOG_DIR" follow_builder "${idx[@]}"
+  follow_all host "$LOG_DIR" follow_builder "${INDICES[@]}"
 }
 
 cmd_run() {

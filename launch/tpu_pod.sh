@@ -283,24 +283,29 @@ ssh_argv() {  # WORKER COMMAND -> SSH_ARGV
 }
 
 # Number of workers of the existing TPU: --num-workers; else from its accelerator type, read with
-# gcloud describe (under --dry-run: from --accelerator).
+# gcloud describe (under --dry-run: from --accelerator). Also checks WORKDIR and --follow-workers
+# against it.
 N_WORKERS=""
+WORKERS_NOTE=""
 resolve_workers() {
+  local type=$ACCELERATOR
   if [[ -n $NUM_WORKERS ]]; then
     N_WORKERS=$((10#$NUM_WORKERS))
-    return 0
-  fi
-  local type=$ACCELERATOR
-  if [[ $DRY_RUN == 1 ]]; then
-    dry_comment "workers: from --accelerator $ACCELERATOR (a real run reads the type with: $(cmd_line "${GCLOUD_TPU[@]}" describe "$TPU_NAME" "--zone=$ZONE" "--project=$PROJECT" '--format=value(acceleratorType)'))"
   else
-    location_flags
-    type=$("${GCLOUD_TPU[@]}" describe "$TPU_NAME" "${LOCATION[@]}" '--format=value(acceleratorType)') ||
-      fail "cannot describe TPU '$TPU_NAME' in $ZONE (does it exist? create it with: $PROG create)"
-    type=${type##*/}
+    if [[ $DRY_RUN == 1 || $COMMAND == all ]]; then
+      WORKERS_NOTE="workers: from --accelerator $ACCELERATOR"
+      [[ $COMMAND == all ]] || WORKERS_NOTE+=" (a real run reads the type with: $(cmd_line "${GCLOUD_TPU[@]}" describe "$TPU_NAME" "--zone=$ZONE" "--project=$PROJECT" '--format=value(acceleratorType)'))"
+    else
+      location_flags
+      type=$("${GCLOUD_TPU[@]}" describe "$TPU_NAME" "${LOCATION[@]}" '--format=value(acceleratorType)') ||
+        fail "cannot describe TPU '$TPU_NAME' in $ZONE (does it exist? create it with: $PROG create)"
+      type=${type##*/}
+    fi
+    N_WORKERS=$(workers_for_accelerator "$type")
+    [[ -n $N_WORKERS ]] || die "cannot tell how many workers a '$type' TPU has: pass --num-workers"
   fi
-  N_WORKERS=$(workers_for_accelerator "$type")
-  [[ -n $N_WORKERS ]] || die "cannot tell how many workers a '$type' TPU has: pass --num-workers"
+  [[ $COMMAND == logs ]] || validate_workdir_for "$N_WORKERS"
+  parse_index_list "$FOLLOW_WORKERS" "$N_WORKERS"
 }
 
 # ------------------------------------------------------------------------------------ commands
@@ -373,9 +378,7 @@ follow_builder() {  # WORKER -> FOLLOW_ARGV
 }
 
 cmd_follow() {
-  local -a idx=()
-  mapfile -t idx < <(parse_index_list "$FOLLOW_WORKERS" "$N_WORKERS")
-  follow_all worker "$LOG_DIR" follow_builder "${idx[@]}"
+  follow_all worker "$LOG_DIR" follow_builder "${INDICES[@]}"
 }
 
 cmd_run() {
@@ -430,33 +433,29 @@ main() {
   case $COMMAND in
     create) validate_create ;;
     setup) validate_setup ;;
-    run) validate_run ;;
-    logs) [[ -n $LOG_DIR ]] || LOG_DIR=launch_logs/$TPU_NAME ;;
+    run)
+      validate_run
+      resolve_workers
+      ;;
+    logs)
+      [[ -n $LOG_DIR ]] || LOG_DIR=launch_logs/$TPU_NAME
+      resolve_workers
+      ;;
     all)
       validate_create
       validate_setup
       validate_run
-      # The TPU is made here, so its worker count is known before anything runs.
-      [[ -n $NUM_WORKERS ]] || NUM_WORKERS=$(workers_for_accelerator "$ACCELERATOR")
-      [[ -n $NUM_WORKERS ]] || die "cannot tell how many workers a '$ACCELERATOR' TPU has: pass --num-workers"
-      N_WORKERS=$((10#$NUM_WORKERS))
-      validate_workdir_for "$N_WORKERS"
+      resolve_workers  # the TPU is made here: its size is known before anything runs
       ;;
     *) ;;
   esac
   dry_comment "$PROG $COMMAND: TPU $TPU_NAME ($ACCELERATOR) in $ZONE, project $PROJECT"
+  [[ -z $WORKERS_NOTE ]] || dry_comment "$WORKERS_NOTE"
   case $COMMAND in
     create) cmd_create ;;
     setup) cmd_setup ;;
-    run)
-      resolve_workers
-      validate_workdir_for "$N_WORKERS"
-      cmd_run
-      ;;
-    logs)
-      resolve_workers
-      cmd_follow
-      ;;
+    run) cmd_run ;;
+    logs) cmd_follow ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     delete) cmd_delete ;;
