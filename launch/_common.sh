@@ -110,16 +110,18 @@ validate_config() {
     die "config '$1' must be a path relative to the repository, optionally with ':override' (e.g. configs/hotpotqa.py:demo)"
 }
 
-# The command that lm_jax runs on every host: PYTHON -m lm_jax.main --config --workdir --mode,
-# then the per-host flags, the pass-through arguments (quoted) and EXTRA_ARGS (verbatim: it is
-# shell text for the remote shell).
+# The command that lm_jax runs on every host:
+#   [REMOTE_ENV] PYTHON -m lm_jax.main --config --workdir --mode [ARG...] [EXTRA_ARGS]
+# ARGs (per-host flags, then the pass-through arguments) are quoted; REMOTE_ENV, PYTHON and
+# EXTRA_ARGS are inserted verbatim: they are shell text for the remote shell.
 #   lm_jax_cmd PYTHON CONFIG WORKDIR MODE EXTRA_ARGS [ARG...]
 lm_jax_cmd() {
   local python=$1 config=$2 workdir=$3 mode=$4 extra=$5
   shift 5
   local cmd
   cmd="$python -m lm_jax.main $(cmd_line "--config=$config" "--workdir=$workdir" "--mode=$mode" "$@")"
-  [[ -n $extra ]] && cmd+=" $extra"
+  if [[ -n ${REMOTE_ENV:-} ]]; then cmd="$REMOTE_ENV $cmd"; fi
+  if [[ -n $extra ]]; then cmd+=" $extra"; fi
   printf '%s' "$cmd"
 }
 

@@ -60,6 +60,8 @@ Options (each can also be set by the environment variable in brackets; flags win
 Environment only:
   SSH        the ssh program (default: ssh)
   SSH_OPTS   options for every ssh call (default: '-o BatchMode=yes')
+  REMOTE_ENV shell assignments put before the command on every host, verbatim,
+             e.g. 'XLA_PYTHON_CLIENT_MEM_FRACTION=.9 NCCL_DEBUG=WARN'
 
 Examples:
   printf '%s\n' gpu-node-0 gpu-node-1 > hosts.txt
@@ -84,6 +86,7 @@ FOLLOW_HOSTS=${FOLLOW_HOSTS:-all}
 LOG_DIR=${LOG_DIR:-}
 SSH=${SSH:-ssh}
 SSH_OPTS=${SSH_OPTS:--o BatchMode=yes}
+REMOTE_ENV=${REMOTE_ENV:-}
 DETACH=0
 COMMAND=""
 PASSTHROUGH=()

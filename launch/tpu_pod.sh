@@ -20,7 +20,8 @@ Commands:
   setup    on every worker (--worker=all): fetch the repository (git clone of a URL, or a copy of a
            local directory via scp), create a Python venv and pip-install jax[tpu] and lm_jax
   run      start `python -m lm_jax.main --config=CONFIG --workdir=WORKDIR --mode=MODE` on all
-           workers, detached (it survives this terminal), then follow the logs: worker 0 is shown
+           workers (with --auto_distributed on multi-host slices), detached (it survives this
+           terminal), then follow the logs: worker 0 is shown
            here and every worker's log is written to LOG_DIR/worker-<i>.log. Ctrl-C stops following,
            not the run. Re-running the same command after a preemption resumes from WORKDIR.
   logs     follow the logs of the current or last run again (same files as run)
@@ -73,6 +74,8 @@ Environment only:
   CREATE_FLAGS   extra flags for gcloud create, e.g. '--network=NET --subnetwork=SUB'
   REMOTE_DIR     repository directory on the workers, relative to the home (default: lm_jax)
   REMOTE_VENV    venv directory on the workers, relative to the home (default: lm_jax_venv)
+  REMOTE_ENV     shell assignments put before the command on every worker, verbatim,
+                 e.g. 'HF_HOME=/mnt/disk/hf TF_CPP_MIN_LOG_LEVEL=2'
 
 On every worker, the run's log, pid and exit status are in ~/lm_jax_run/{log,pid,rc}.
 
@@ -114,6 +117,7 @@ SSH_FLAGS=${SSH_FLAGS:-}
 CREATE_FLAGS=${CREATE_FLAGS:-}
 REMOTE_DIR=${REMOTE_DIR:-lm_jax}
 REMOTE_VENV=${REMOTE_VENV:-lm_jax_venv}
+REMOTE_ENV=${REMOTE_ENV:-}
 DETACH=0
 YES=0
 COMMAND=""
@@ -383,7 +387,11 @@ cmd_follow() {
 
 cmd_run() {
   local command
-  command=$(lm_jax_cmd "$RHOME/$REMOTE_VENV/bin/python" "$CONFIG" "$WORKDIR" "$MODE" "$EXTRA_ARGS" "${PASSTHROUGH[@]}")
+  local -a flags=()
+  # Multi-host: let jax.distributed.initialize() find the other workers (recommended on TPU pods).
+  ((N_WORKERS > 1)) && flags+=(--auto_distributed)
+  command=$(lm_jax_cmd "$RHOME/$REMOTE_VENV/bin/python" "$CONFIG" "$WORKDIR" "$MODE" "$EXTRA_ARGS" \
+    "${flags[@]}" "${PASSTHROUGH[@]}")
   dry_comment "run on all $N_WORKERS workers: $command"
   ssh_argv all "$(remote_start_cmd "$STATE_DIR" "$RHOME/$REMOTE_DIR" "$command")"
   run_cmd "${SSH_ARGV[@]}" ||

@@ -186,12 +186,12 @@ def test_tpu_dry_run_all_prints_the_full_sequence(env, tmp_path, cwd):
     assert "cd ~/lm_jax;" in remote and "> ~/lm_jax_run/log 2>&1" in remote
     # Two levels of quoting (local shell, then the remote `bash -c`) give back the exact argv.
     inner = nohup_inner(remote)
-    assert inner[:9] == [
+    assert inner[:10] == [
         "export", "PYTHONUNBUFFERED=1;", "~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
         "--config=configs/hotpotqa.py", f"--workdir={BUCKET_DIR}", "--mode=all",
-        "--config.train.steps=10",
+        "--auto_distributed", "--config.train.steps=10",
     ]
-    assert inner[9] == "it's quoted;"
+    assert inner[10] == "it's quoted;"
 
     # v4-64: 8 hosts, each followed into its own log; worker 0 is streamed with tee.
     assert mkdir == ["mkdir", "-p", "launch_logs/lm-jax"]
@@ -212,7 +212,7 @@ def test_tpu_settings_from_environment_and_flags_win(env, tmp_path, cwd):
         RUNTIME_VERSION="v2-alpha-tpuv5-custom", PREEMPTIBLE="1", WORKDIR="gs://bkt/run-7",
         CONFIG="configs/hotpotqa.py:demo", MODE="train", EXTRA_ARGS="--config.seed=3",
         REPO_SOURCE="https://github.com/example/lm_jax.git", REPO_REF="v0.1.0",
-        SSH_FLAGS="--internal-ip", JAX_SPEC="jax[tpu]==0.10.0",
+        SSH_FLAGS="--internal-ip", JAX_SPEC="jax[tpu]==0.10.0", REMOTE_ENV="HF_HOME=/mnt/hf",
     )
     assert proc.returncode == 0, proc.stderr
     cmds = commands(proc.stdout)
@@ -229,9 +229,9 @@ def test_tpu_settings_from_environment_and_flags_win(env, tmp_path, cwd):
     assert "git -C ~/lm_jax checkout --quiet v0.1.0" in remote
     assert "'jax[tpu]==0.10.0' -e ~/lm_jax" in remote
     inner = nohup_inner(flag(cmds[2], "--command"))
-    assert inner[2:9] == ["~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
-                          "--config=configs/hotpotqa.py:demo", "--workdir=gs://bkt/run-7",
-                          "--mode=train", "--config.seed=3;"]
+    assert inner[2:11] == ["HF_HOME=/mnt/hf", "~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
+                           "--config=configs/hotpotqa.py:demo", "--workdir=gs://bkt/run-7",
+                           "--mode=train", "--auto_distributed", "--config.seed=3;"]
     # v5p-32: 4 hosts.
     assert sorted(flag(c, "--worker") for c in cmds[4:-1]) == ["0", "1", "2", "3"]
 
@@ -319,7 +319,10 @@ def test_tpu_single_host_local_workdir_only_warns(env, tmp_path, cwd):
                env=env, cwd=cwd, PROJECT="my-proj", ZONE="us-east5-a")
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr and "prefer gs://" in proc.stderr
-    assert len([c for c in commands(proc.stdout) if "--worker=0" in c]) == 1
+    cmds = commands(proc.stdout)
+    assert len([c for c in cmds if "--worker=0" in c]) == 1
+    # One host: no jax.distributed to initialize.
+    assert "--auto_distributed" not in nohup_inner(flag(cmds[0], "--command"))
 
 
 # --------------------------------------------------------------- tpu_pod against a fake gcloud
@@ -443,7 +446,7 @@ def test_tpu_all_end_to_end_against_fake_gcloud(fake_tpu):
         log = (cwd / "launch_logs" / "lm-jax" / f"worker-{w}.log").read_text()
         assert (f"fake python in {home}/lm_jax as {home}: -m lm_jax.main "
                 f"--config=configs/hotpotqa.py --workdir={BUCKET_DIR} --mode=all "
-                "--config.train.steps=5") in log, log
+                "--auto_distributed --config.train.steps=5") in log, log
         assert "exited with status 0]" in log
         assert (home / "lm_jax_run" / "rc").read_text().strip() == "0"
     assert "import check ok" in proc.stdout
@@ -543,13 +546,13 @@ def test_gpu_dry_run_coordinator_and_port_options(env, tmp_path, cwd):
     hosts = hosts_file(tmp_path, "ubuntu@head", "ubuntu@worker")
     proc = run(GPU, "--dry-run", "--port", "23456", "--name", "exp1", "run", env=env,
                cwd=cwd, HOSTS_FILE=str(hosts), WORKDIR="/shared/runs/x",
-               MODE="eval", REMOTE_DIR="/opt/lm_jax")
+               MODE="eval", REMOTE_DIR="/opt/lm_jax", REMOTE_ENV="NCCL_DEBUG=WARN")
     assert proc.returncode == 0, proc.stderr
     assert "shared by all 2 hosts" in proc.stderr
     cmds = commands(proc.stdout)
     inner = nohup_inner(cmds[1][-1])
     assert "--coordinator_address=head:23456" in inner and "--process_id=1;" in inner
-    assert "--mode=eval" in inner and "python3" in inner
+    assert inner[2:4] == ["NCCL_DEBUG=WARN", "python3"] and "--mode=eval" in inner
     assert "cd /opt/lm_jax;" in cmds[1][-1] and "~/.lm_jax_run/exp1-p1/log" in cmds[1][-1]
     proc = run(GPU, "--dry-run", "--coordinator-address", "10.1.2.3:1234", "run", env=env,
                cwd=cwd, HOSTS_FILE=str(hosts), WORKDIR="/shared/runs/x")
