@@ -12,16 +12,15 @@ usage() {
 Usage: launch/tpu_pod.sh [OPTIONS] COMMAND [-- LM_JAX_ARGS...]
 
 Creates a Cloud TPU VM (a single host or a multi-host pod slice), installs lm_jax on every worker
-and runs `python -m lm_jax.main` on all workers at once. On Cloud TPU, lm_jax.main initializes
-jax.distributed by itself, so every worker runs the same command.
+and runs `python -m lm_jax.main` on all workers at once. Every worker runs the same command; on
+a multi-host slice it gets --auto_distributed, and jax.distributed finds the other workers itself.
 
 Commands:
   create   gcloud compute tpus tpu-vm create NAME (skipped when NAME already exists and is READY)
   setup    on every worker (--worker=all): fetch the repository (git clone of a URL, or a copy of a
            local directory via scp), create a Python venv and pip-install jax[tpu] and lm_jax
   run      start `python -m lm_jax.main --config=CONFIG --workdir=WORKDIR --mode=MODE` on all
-           workers (with --auto_distributed on multi-host slices), detached (it survives this
-           terminal), then follow the logs: worker 0 is shown
+           workers, detached (it survives this terminal), then follow the logs: worker 0 is shown
            here and every worker's log is written to LOG_DIR/worker-<i>.log. Ctrl-C stops following,
            not the run. Re-running the same command after a preemption resumes from WORKDIR.
   logs     follow the logs of the current or last run again (same files as run)
@@ -54,7 +53,7 @@ Options (each can also be set by the environment variable in brackets; flags win
   --python-version V     Python for the workers' venv; fetched by uv when the image lacks it
                          (default: 3.11)                                        [PYTHON_VERSION]
   --extra-args STR       extra lm_jax.main arguments, inserted verbatim in the remote shell
-                         command (e.g. '--config.train.steps=100'). Arguments after `--` are
+                         command (e.g. '--config.total_steps=100'). Arguments after `--` are
                          passed too, each quoted.                               [EXTRA_ARGS]
   --num-workers N        number of TPU VM hosts; by default read from the TPU
                          (gcloud describe), or, under --dry-run, derived from --accelerator
@@ -87,7 +86,7 @@ Examples:
   PROJECT=my-proj ZONE=us-east5-a launch/tpu_pod.sh --workdir gs://my-bucket/run --dry-run all
   # Only training, more steps, on an existing v4-64:
   launch/tpu_pod.sh --project my-proj --zone us-central2-b --accelerator v4-64 \
-      --workdir gs://my-bucket/run --mode train run -- --config.train.steps=20000
+      --workdir gs://my-bucket/run --mode train run -- --config.total_steps=20000
   # Done: delete it
   launch/tpu_pod.sh --project my-proj --zone us-east5-a delete
 EOF

@@ -156,7 +156,7 @@ def test_tpu_help_documents_commands_and_settings(env, tmp_path, cwd):
 def test_tpu_dry_run_all_prints_the_full_sequence(env, tmp_path, cwd):
     proc = run(
         TPU, "--accelerator", "v4-64", "--spot", "--workdir", BUCKET_DIR, "--dry-run", "all",
-        "--", "--config.train.steps=10", "it's quoted",
+        "--", "--config.total_steps=10", "it's quoted",
         env=env, cwd=cwd, PROJECT="my-proj", ZONE="us-central2-b",
     )
     assert proc.returncode == 0, proc.stderr
@@ -189,7 +189,7 @@ def test_tpu_dry_run_all_prints_the_full_sequence(env, tmp_path, cwd):
     assert inner[:10] == [
         "export", "PYTHONUNBUFFERED=1;", "~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
         "--config=configs/hotpotqa.py", f"--workdir={BUCKET_DIR}", "--mode=all",
-        "--auto_distributed", "--config.train.steps=10",
+        "--auto_distributed", "--config.total_steps=10",
     ]
     assert inner[10] == "it's quoted;"
 
@@ -428,7 +428,7 @@ def fake_tpu(env, tmp_path):
 def test_tpu_all_end_to_end_against_fake_gcloud(fake_tpu):
     root, e, cwd = fake_tpu
     t0 = time.monotonic()
-    proc = run(TPU, "--spot", "all", "--", "--config.train.steps=5", env=e, cwd=cwd)
+    proc = run(TPU, "--spot", "all", "--", "--config.total_steps=5", env=e, cwd=cwd)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = (root / "gcloud_calls").read_text().splitlines()
     assert calls[0].startswith("compute tpus tpu-vm describe lm-jax")
@@ -446,7 +446,7 @@ def test_tpu_all_end_to_end_against_fake_gcloud(fake_tpu):
         log = (cwd / "launch_logs" / "lm-jax" / f"worker-{w}.log").read_text()
         assert (f"fake python in {home}/lm_jax as {home}: -m lm_jax.main "
                 f"--config=configs/hotpotqa.py --workdir={BUCKET_DIR} --mode=all "
-                "--auto_distributed --config.train.steps=5") in log, log
+                "--auto_distributed --config.total_steps=5") in log, log
         assert "exited with status 0]" in log
         assert (home / "lm_jax_run" / "rc").read_text().strip() == "0"
     assert "import check ok" in proc.stdout
