@@ -175,11 +175,33 @@ remote_status_cmd() {
 # command that prints that host's log. Each host's output goes to LOG_DIR/LABEL-INDEX.log; the first
 # INDEX is also streamed to the terminal. Returns the first non-zero status, 0 when all succeeded.
 FOLLOW_ARGV=()
+FOLLOW_PIDS=()
+
+# kill_tree PID: SIGTERM to PID and its descendants, children first (so that none is re-parented
+# away before it is found).
+kill_tree() {
+  local child
+  if command -v pgrep >/dev/null; then
+    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  fi
+  kill -TERM "$1" 2>/dev/null || true
+}
+
+# On Ctrl-C: the foreground follower got the SIGINT, but the background ones ignore it (as every
+# `&` command of a script does), so stop them here; the run itself is detached and goes on.
+_stop_following() {
+  local pid
+  for pid in "${FOLLOW_PIDS[@]}"; do kill_tree "$pid"; done
+  printf '\n%s: stopped following; the run goes on. Reattach: %s logs; stop it: %s stop\n' \
+    "$PROG" "$PROG" "$PROG" >&2
+  exit 130
+}
+
 follow_all() {
   local label=$1 log_dir=$2 builder=$3
   shift 3
   local first=$1 i log rc=0 st
-  local -a rest=("${@:2}") pids=()
+  local -a rest=("${@:2}")
 
   run_cmd mkdir -p "$log_dir"
   if [[ $DRY_RUN == 1 ]]; then
@@ -193,11 +215,12 @@ follow_all() {
     return 0
   fi
 
-  trap 'printf "\n%s: stopped following; the run goes on. Reattach: %s logs; stop it: %s stop\n" "$PROG" "$PROG" "$PROG" >&2; exit 130' INT
+  FOLLOW_PIDS=()
+  trap _stop_following INT TERM
   for i in "${rest[@]}"; do
     "$builder" "$i"
     "${FOLLOW_ARGV[@]}" > "$log_dir/$label-$i.log" 2>&1 &
-    pids+=("$!")
+    FOLLOW_PIDS+=("$!")
   done
   note "following $label $first here; all logs go to $log_dir/$label-<i>.log (Ctrl-C stops following, not the run)"
   "$builder" "$first"
@@ -205,12 +228,12 @@ follow_all() {
   "${FOLLOW_ARGV[@]}" 2>&1 | tee "$log_dir/$label-$first.log"
   st=${PIPESTATUS[0]}
   set -e
-  trap - INT
 
   local -a statuses=("$st")
-  for i in "${!pids[@]}"; do
-    if wait "${pids[$i]}"; then statuses+=(0); else statuses+=("$?"); fi
+  for i in "${!FOLLOW_PIDS[@]}"; do
+    if wait "${FOLLOW_PIDS[$i]}"; then statuses+=(0); else statuses+=("$?"); fi
   done
+  trap - INT TERM
   local -a all=("$first" "${rest[@]}")
   for i in "${!all[@]}"; do
     log="$log_dir/$label-${all[$i]}.log"

@@ -361,7 +361,12 @@ case $verb in
       mkdir -p "$FAKE_ROOT/worker-$w"
       cp "${pos[0]}" "$FAKE_ROOT/worker-$w/${pos[1]#*:}"
     done ;;
-  ssh)  # concurrently on the workers, as gcloud does
+  ssh)
+    if [[ $worker != all ]]; then
+      mkdir -p "$FAKE_ROOT/worker-$worker"
+      cd "$FAKE_ROOT/worker-$worker" && HOME=$FAKE_ROOT/worker-$worker exec bash -c "$command"
+    fi
+    # --worker=all: concurrently on the workers, as gcloud does
     pids=()
     for w in $(workers); do
       mkdir -p "$FAKE_ROOT/worker-$w"
@@ -495,6 +500,38 @@ def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
             os.kill(pid, 0)
     proc = run(TPU, "logs", env=e, cwd=cwd)
     assert proc.returncode == 1 and "ended without an exit status" in proc.stdout
+
+
+def session_processes(sid: int) -> list[str]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,args="], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if line.split()[1] == str(sid)]
+
+
+def test_tpu_ctrl_c_stops_following_but_not_the_run(fake_tpu):
+    root, e, cwd = fake_tpu
+    e = dict(e, FAKE_STATE="READY", FAKE_SLEEP="60", NUM_WORKERS="2", FAKE_WORKERS="2")
+    assert run(TPU, "setup", env=e, cwd=cwd).returncode == 0
+    proc = subprocess.Popen(["bash", str(TPU), "run"], env=e, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        log1 = cwd / "launch_logs" / "lm-jax" / "worker-1.log"
+        deadline = time.monotonic() + 10
+        while not (log1.exists() and "fake python" in log1.read_text()):
+            assert time.monotonic() < deadline, "the followers did not start"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "stopped following; the run goes on" in err, err
+    deadline = time.monotonic() + 5
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_processes(proc.pid) == [], "a follower outlived the launcher"
+    for w in range(2):  # the run itself is detached and still going
+        os.kill(int((root / f"worker-{w}" / "lm_jax_run" / "pid").read_text()), 0)
 
 
 def test_tpu_delete_asks_for_confirmation(fake_tpu):
