@@ -125,26 +125,37 @@ lm_jax_cmd() {
   printf '%s' "$cmd"
 }
 
+# Remote shell text defining `alive`: true while the run in STATE is going. A process that has
+# exited but is not reaped yet (a zombie: kill -0 still succeeds) counts as gone; hosts whose init
+# is slow to reap, or never does (some containers), would otherwise look busy.
+_remote_alive_fn() {
+  local state=$1
+  printf '%s' "alive() { p=\$(cat $state/pid 2>/dev/null) && [ -n \"\$p\" ] && kill -0 \"\$p\" 2>/dev/null " \
+    "&& ! grep -qs '^State:[[:space:]]*Z' \"/proc/\$p/status\"; }; "
+}
+
 # Remote shell text that starts COMMAND detached in DIR, with its log in STATE/log, its pid in
 # STATE/pid and its exit status in STATE/rc; it refuses to start while a previous run is alive.
 #   remote_start_cmd STATE DIR COMMAND
 remote_start_cmd() {
   local state=$1 dir=$2 command=$3 inner
   inner="export PYTHONUNBUFFERED=1; $command; echo \$? > $state/rc"
-  printf '%s' "set -e; mkdir -p $state; " \
-    "if [ -f $state/pid ] && kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then " \
-    "echo \"lm_jax is already running on \$(hostname) (pid \$(cat $state/pid)): use logs, or stop it first\" >&2; exit 3; fi; " \
+  printf '%s' "set -e; mkdir -p $state; $(_remote_alive_fn "$state")" \
+    "if alive; then echo \"lm_jax is already running on \$(hostname) (pid \$p): use logs, or stop it first\" >&2; exit 3; fi; " \
     "rm -f $state/rc; if [ -f $state/log ]; then mv -f $state/log $state/log.prev; fi; " \
     "cd $dir; setsid nohup bash -c $(shquote "$inner") > $state/log 2>&1 < /dev/null & " \
     "echo \$! > $state/pid; echo \"started lm_jax on \$(hostname): pid \$!, log $state/log\""
 }
 
-# Remote shell text that prints STATE/log from the start and follows it until the run ends, then
-# exits with the run's exit status (1 when it was killed or stopped).
+# Remote shell text that prints STATE/log from the start and follows it until the run ends (or this
+# connection drops), then exits with the run's exit status (1 when it was killed or stopped).
 remote_follow_cmd() {
   local state=$1
   printf '%s' "if [ ! -f $state/pid ]; then echo \"no lm_jax run was started on \$(hostname) ($state/pid is missing)\" >&2; exit 4; fi; " \
-    "tail -n +1 -s 0.2 --pid=\"\$(cat $state/pid)\" -f $state/log; " \
+    "$(_remote_alive_fn "$state")" \
+    "tail -n +1 -s 0.2 -f $state/log & t=\$!; " \
+    "while [ ! -f $state/rc ] && alive && kill -0 \"\$t\" 2>/dev/null; do sleep 0.2; done; " \
+    "sleep 0.5; kill \"\$t\" 2>/dev/null; wait \"\$t\" 2>/dev/null; " \
     "if [ -f $state/rc ]; then echo \"[lm_jax on \$(hostname) exited with status \$(cat $state/rc)]\"; exit \"\$(cat $state/rc)\"; fi; " \
     "echo \"[lm_jax on \$(hostname) ended without an exit status: killed or stopped]\" >&2; exit 1"
 }
@@ -152,10 +163,10 @@ remote_follow_cmd() {
 # Remote shell text that stops the run (SIGTERM to its process group, SIGKILL after 30 s).
 remote_stop_cmd() {
   local state=$1
-  printf '%s' "if [ -f $state/pid ] && kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then p=\$(cat $state/pid); " \
-    "kill -TERM -- \"-\$p\" 2>/dev/null || kill -TERM \"\$p\"; " \
-    "for _ in \$(seq 150); do kill -0 \"\$p\" 2>/dev/null || break; sleep 0.2; done; " \
-    "if kill -0 \"\$p\" 2>/dev/null; then kill -KILL -- \"-\$p\" 2>/dev/null || kill -KILL \"\$p\"; fi; " \
+  printf '%s' "$(_remote_alive_fn "$state")" \
+    "if alive; then kill -TERM -- \"-\$p\" 2>/dev/null || kill -TERM \"\$p\"; " \
+    "for _ in \$(seq 150); do alive || break; sleep 0.2; done; " \
+    "if alive; then kill -KILL -- \"-\$p\" 2>/dev/null || kill -KILL \"\$p\"; fi; " \
     "echo \"stopped lm_jax on \$(hostname) (pid \$p)\"; " \
     "else echo \"no running lm_jax on \$(hostname)\"; fi"
 }
@@ -163,8 +174,9 @@ remote_stop_cmd() {
 # Remote shell text that reports whether a run is going, finished (with its status) or absent.
 remote_status_cmd() {
   local state=$1
-  printf '%s' "if [ ! -f $state/pid ]; then echo \"\$(hostname): no lm_jax run started\"; " \
-    "elif kill -0 \"\$(cat $state/pid)\" 2>/dev/null; then echo \"\$(hostname): running (pid \$(cat $state/pid))\"; " \
+  printf '%s' "$(_remote_alive_fn "$state")" \
+    "if [ ! -f $state/pid ]; then echo \"\$(hostname): no lm_jax run started\"; " \
+    "elif alive; then echo \"\$(hostname): running (pid \$p)\"; " \
     "elif [ -f $state/rc ]; then echo \"\$(hostname): finished with status \$(cat $state/rc)\"; " \
     "else echo \"\$(hostname): ended without an exit status (killed or stopped)\"; fi; " \
     "if [ -f $state/log ]; then tail -n 3 $state/log; fi"

@@ -201,7 +201,7 @@ def test_tpu_dry_run_all_prints_the_full_sequence(env, tmp_path, cwd):
     for c in follow[:-1]:
         w = flag(c, "--worker")
         assert c[-4:] == [">", f"launch_logs/lm-jax/worker-{w}.log", "2>&1", "&"]
-        assert "tail -n +1 -s 0.2 --pid=" in flag(c, "--command")
+        assert "tail -n +1 -s 0.2 -f ~/lm_jax_run/log &" in flag(c, "--command")
     assert follow[-1][-4:] == ["2>&1", "|", "tee", "launch_logs/lm-jax/worker-0.log"]
 
 
@@ -399,6 +399,18 @@ fi
 """
 
 
+def is_gone(pid: int) -> bool:
+    """True once PID has exited: no such process, or a zombie (exited, not yet reaped by init)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
 def kill_runs(root: Path):
     """Stops any detached fake run the test left behind (each is its own process group)."""
     for pid_file in root.glob("*/*lm_jax_run*/**/pid"):
@@ -483,8 +495,7 @@ def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - t0 < 10, "--detach must not wait for the run"
     pids = [int((root / f"worker-{w}" / "lm_jax_run" / "pid").read_text()) for w in range(2)]
-    for pid in pids:
-        os.kill(pid, 0)  # alive
+    assert not any(is_gone(pid) for pid in pids)
     assert proc.stdout.count("started lm_jax on") == 2
 
     proc = run(TPU, "run", env=e, cwd=cwd)
@@ -495,9 +506,7 @@ def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
 
     proc = run(TPU, "stop", env=e, cwd=cwd)
     assert proc.returncode == 0 and proc.stdout.count("stopped lm_jax on") == 2
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    assert all(is_gone(pid) for pid in pids)
     proc = run(TPU, "logs", env=e, cwd=cwd)
     assert proc.returncode == 1 and "ended without an exit status" in proc.stdout
 
@@ -531,7 +540,26 @@ def test_tpu_ctrl_c_stops_following_but_not_the_run(fake_tpu):
         time.sleep(0.1)
     assert session_processes(proc.pid) == [], "a follower outlived the launcher"
     for w in range(2):  # the run itself is detached and still going
-        os.kill(int((root / f"worker-{w}" / "lm_jax_run" / "pid").read_text()), 0)
+        assert not is_gone(int((root / f"worker-{w}" / "lm_jax_run" / "pid").read_text()))
+
+
+def test_an_exited_but_unreaped_run_does_not_count_as_running(tmp_path):
+    """A zombie (exited, not reaped: kill -0 still succeeds) must not look like a live run."""
+    child = subprocess.Popen(["true"])  # not waited for: a zombie once it exits
+    try:
+        deadline = time.monotonic() + 5
+        while "\nState:\tZ" not in Path(f"/proc/{child.pid}/status").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "pid").write_text(f"{child.pid}\n")
+        script = f". {LAUNCH / '_common.sh'}; remote_status_cmd {state}"
+        remote = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
+        out = subprocess.run(["bash", "-c", remote], capture_output=True, text=True).stdout
+        assert "ended without an exit status" in out, out
+    finally:
+        child.wait()
 
 
 def test_tpu_delete_asks_for_confirmation(fake_tpu):
@@ -675,9 +703,7 @@ def test_gpu_failed_start_stops_the_hosts_already_started(fake_gpu):
     proc = run(GPU, "run", env=dict(e, FAKE_SLEEP="60"), cwd=cwd)
     assert proc.returncode == 1 and "did not start on node-b" in proc.stderr, proc.stderr
     assert "stopped lm_jax on" in proc.stdout
-    pid = int((root / "node-a" / ".lm_jax_run" / "lm_jax-p0" / "pid").read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert is_gone(int((root / "node-a" / ".lm_jax_run" / "lm_jax-p0" / "pid").read_text()))
 
 
 # -------------------------------------------------------------------------------- slurm.sbatch
