@@ -103,8 +103,8 @@ def logical_to_pspec(names: Sequence[str | None], shape: Sequence[int], mesh: Me
     """Mesh PartitionSpec for one array with logical dim `names` and `shape`.
 
     A mesh axis that is absent from `mesh`, has size 1, or does not divide its dimension is
-    dropped (that dimension stays replicated along it): e.g. 2 KV heads on tensor=4 replicate
-    rather than fail, which keeps tiny test models and odd vocabularies loadable on any mesh.
+    dropped (that dimension stays replicated along it): an odd vocabulary size on tensor=2, or a
+    tiny test model on a wide mesh, then loads instead of failing in `device_put`.
     """
     axes = nn.logical_to_mesh_axes(tuple(names), rules)
     out: list[Any] = []
