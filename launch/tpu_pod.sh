@@ -212,6 +212,10 @@ need_project_zone_name() {
       die "--num-workers must be a positive integer, not '$NUM_WORKERS'"
     fi
   fi
+  local v
+  for v in SPOT PREEMPTIBLE DRY_RUN; do
+    [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1, not '${!v}'"
+  done
 }
 
 validate_create() {
@@ -260,12 +264,14 @@ validate_run() {  # before the worker count is known
   return 0
 }
 
-validate_workdir_for() {  # N_WORKERS
+validate_workdir_for() {  # N_WORKERS TYPE
   if [[ $WORKDIR != gs://* ]]; then
     if (($1 > 1)); then
-      die "WORKDIR must start with gs:// on a multi-host TPU ($ACCELERATOR has $1 workers, which all read and write it); got '$WORKDIR'"
+      die "WORKDIR must start with gs:// on a multi-host TPU ($2 has $1 workers, which all read and write it); got '$WORKDIR'"
     fi
-    note "warning: WORKDIR '$WORKDIR' is on the TPU VM's own disk: it is lost when the TPU is deleted or preempted; prefer gs://"
+    [[ -n ${WORKDIR_WARNED:-} ]] ||
+      note "warning: WORKDIR '$WORKDIR' is on the TPU VM's own disk: it is lost when the TPU is deleted or preempted; prefer gs://"
+    WORKDIR_WARNED=1
   fi
 }
 
@@ -273,21 +279,22 @@ validate_workdir_for() {  # N_WORKERS
 
 GCLOUD_TPU=(gcloud compute tpus tpu-vm)
 
-# The TPU's location flags, then SSH_FLAGS (word-split on purpose: it is a list of flags).
+# The TPU's location flags, in LOCATION.
 location_flags() {
   LOCATION=("--zone=$ZONE" "--project=$PROJECT")
 }
 
-ssh_argv() {  # WORKER COMMAND -> SSH_ARGV
+ssh_argv() {  # WORKER COMMAND -> SSH_ARGV; SSH_FLAGS is word-split on purpose: a list of flags
   local -a extra=()
   read -ra extra <<< "$SSH_FLAGS"
   location_flags
   SSH_ARGV=("${GCLOUD_TPU[@]}" ssh "$TPU_NAME" "${LOCATION[@]}" "--worker=$1" "${extra[@]}" "--command=$2")
 }
 
-# Number of workers of the existing TPU: --num-workers; else from its accelerator type, read with
-# gcloud describe (under --dry-run: from --accelerator). Also checks WORKDIR and --follow-workers
-# against it.
+# Number of workers, in N_WORKERS: --num-workers; else from the accelerator type, which
+# `resolve_workers live` reads from the TPU with gcloud describe and `resolve_workers static`
+# takes from --accelerator (for --dry-run, and for `all` before the TPU exists). Then checks
+# WORKDIR and --follow-workers against it.
 N_WORKERS=""
 WORKERS_NOTE=""
 resolve_workers() {
@@ -295,7 +302,7 @@ resolve_workers() {
   if [[ -n $NUM_WORKERS ]]; then
     N_WORKERS=$((10#$NUM_WORKERS))
   else
-    if [[ $DRY_RUN == 1 || $COMMAND == all ]]; then
+    if [[ $1 == static ]]; then
       WORKERS_NOTE="workers: from --accelerator $ACCELERATOR"
       [[ $COMMAND == all ]] || WORKERS_NOTE+=" (a real run reads the type with: $(cmd_line "${GCLOUD_TPU[@]}" describe "$TPU_NAME" "--zone=$ZONE" "--project=$PROJECT" '--format=value(acceleratorType)'))"
     else
@@ -303,11 +310,12 @@ resolve_workers() {
       type=$("${GCLOUD_TPU[@]}" describe "$TPU_NAME" "${LOCATION[@]}" '--format=value(acceleratorType)') ||
         fail "cannot describe TPU '$TPU_NAME' in $ZONE (does it exist? create it with: $PROG create)"
       type=${type##*/}
+      [[ $type == "$ACCELERATOR" ]] || note "TPU $TPU_NAME is a $type"
     fi
     N_WORKERS=$(workers_for_accelerator "$type")
     [[ -n $N_WORKERS ]] || die "cannot tell how many workers a '$type' TPU has: pass --num-workers"
   fi
-  [[ $COMMAND == logs ]] || validate_workdir_for "$N_WORKERS"
+  [[ $COMMAND == logs ]] || validate_workdir_for "$N_WORKERS" "$type"
   parse_index_list "$FOLLOW_WORKERS" "$N_WORKERS"
 }
 
@@ -436,23 +444,25 @@ main() {
   [[ ${#PASSTHROUGH[@]} == 0 || $COMMAND == run || $COMMAND == all ]] ||
     die "arguments after -- are for lm_jax.main and only apply to run and all"
   need_project_zone_name
+  local live=live
+  [[ $DRY_RUN == 0 ]] || live=static
   # Validate everything the command needs before doing anything.
   case $COMMAND in
     create) validate_create ;;
     setup) validate_setup ;;
     run)
       validate_run
-      resolve_workers
+      resolve_workers "$live"
       ;;
     logs)
       [[ -n $LOG_DIR ]] || LOG_DIR=launch_logs/$TPU_NAME
-      resolve_workers
+      resolve_workers "$live"
       ;;
     all)
       validate_create
       validate_setup
       validate_run
-      resolve_workers  # the TPU is made here: its size is known before anything runs
+      resolve_workers static  # the TPU is made here, as --accelerator says
       ;;
     *) ;;
   esac
@@ -468,6 +478,8 @@ main() {
     delete) cmd_delete ;;
     all)
       cmd_create
+      # An existing TPU that was not created here may differ from --accelerator.
+      [[ $live == static ]] || resolve_workers live
       cmd_setup
       cmd_run
       ;;

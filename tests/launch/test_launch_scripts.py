@@ -295,6 +295,7 @@ def test_tpu_dry_run_stop_and_delete_commands(env, tmp_path, cwd):
         (["--repo-source", "/tmp", "setup"], {}, "not an lm_jax checkout"),
         (["--num-workers", "0", "logs"], {}, "positive integer"),
         (["--follow-workers", "0,9", "logs"], {}, "not in 0..3"),
+        (["create"], {"SPOT": "yes"}, "SPOT must be 0 or 1"),
         (["--workdir", BUCKET_DIR, "run"], {"REMOTE_DIR": "../x"}, "REMOTE_DIR"),
         (["--workdir", BUCKET_DIR, "run"], {"REMOTE_DIR": "/opt/x"}, "relative to the workers"),
     ],
@@ -350,12 +351,14 @@ workers() {
 }
 case $verb in
   describe)
+    [[ -f $FAKE_ROOT/created ]] && FAKE_STATE=${FAKE_STATE:-READY}
     [[ -n ${FAKE_STATE:-} ]] || { echo "ERROR: (gcloud) NOT_FOUND" >&2; exit 1; }
     case $format in
       *acceleratorType*) echo "projects/p/locations/z/acceleratorTypes/$FAKE_ACCELERATOR" ;;
       *) echo "$FAKE_STATE" ;;
     esac ;;
-  create | delete) ;;
+  create) touch "$FAKE_ROOT/created" ;;
+  delete) ;;
   scp)
     for w in $(workers); do
       mkdir -p "$FAKE_ROOT/worker-$w"
@@ -484,6 +487,16 @@ def test_tpu_run_reports_a_failing_worker_and_existing_tpu_is_reused(fake_tpu):
     # A preempted TPU must be deleted before it is created again.
     proc = run(TPU, "create", env=dict(e, FAKE_STATE="PREEMPTED"), cwd=cwd)
     assert proc.returncode == 1 and "state PREEMPTED: delete it first" in proc.stderr
+
+
+def test_tpu_all_on_an_existing_tpu_uses_its_real_size(fake_tpu):
+    root, e, cwd = fake_tpu
+    e = dict(e, FAKE_STATE="READY", FAKE_ACCELERATOR="v4-16", FAKE_WORKERS="2")
+    proc = run(TPU, "all", env=e, cwd=cwd)  # --accelerator defaults to v5p-32 (4 workers)
+    assert proc.returncode == 0, proc.stderr
+    assert "TPU lm-jax is a v4-16" in proc.stderr
+    logs = sorted(p.name for p in (cwd / "launch_logs" / "lm-jax").iterdir())
+    assert logs == ["worker-0.log", "worker-1.log"]
 
 
 def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
