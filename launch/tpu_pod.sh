@@ -334,7 +334,14 @@ cmd_create() {
         note "TPU $TPU_NAME already exists and is READY: not creating it"
         return 0
       fi
-      fail "TPU $TPU_NAME exists in state ${state:-unknown}: delete it first ($PROG --project $PROJECT --zone $ZONE --name $TPU_NAME delete), then re-run"
+      case $state in
+        PREEMPTED | TERMINATED)
+          fail "TPU $TPU_NAME exists in state $state and cannot be restarted: delete it first ($PROG --project $PROJECT --zone $ZONE --name $TPU_NAME delete), then re-run" ;;
+        STOPPED)
+          fail "TPU $TPU_NAME is STOPPED: start it ($(cmd_line "${GCLOUD_TPU[@]}" start "$TPU_NAME" "${LOCATION[@]}")) or delete it, then re-run" ;;
+        *)
+          fail "TPU $TPU_NAME exists in state ${state:-unknown}: wait until it is READY (see: $PROG status), or delete it" ;;
+      esac
     fi
   fi
   flags=("--accelerator-type=$ACCELERATOR" "--version=$RUNTIME_VERSION")

@@ -486,7 +486,10 @@ def test_tpu_run_reports_a_failing_worker_and_existing_tpu_is_reused(fake_tpu):
     assert "worker 2: exit status 3" in proc.stderr
     # A preempted TPU must be deleted before it is created again.
     proc = run(TPU, "create", env=dict(e, FAKE_STATE="PREEMPTED"), cwd=cwd)
-    assert proc.returncode == 1 and "state PREEMPTED: delete it first" in proc.stderr
+    assert proc.returncode == 1 and "state PREEMPTED and cannot be restarted" in proc.stderr
+    assert "delete it first" in proc.stderr
+    proc = run(TPU, "create", env=dict(e, FAKE_STATE="CREATING"), cwd=cwd)
+    assert proc.returncode == 1 and "wait until it is READY" in proc.stderr
 
 
 def test_tpu_all_on_an_existing_tpu_uses_its_real_size(fake_tpu):
