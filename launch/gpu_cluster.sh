@@ -179,7 +179,9 @@ state_dir() {  # INDEX: on the host; '~' expands there
 ssh_argv() {  # INDEX COMMAND -> SSH_ARGV
   local -a opts=()
   read -ra opts <<< "$SSH_OPTS"
-  SSH_ARGV=("$SSH" "${opts[@]}" "${HOSTS[$1]}" "$2")
+  local host=${HOSTS[$1]}
+  host=${host//[][]/}  # ssh wants user@::1, not user@[::1]
+  SSH_ARGV=("$SSH" "${opts[@]}" "$host" "$2")
 }
 
 follow_builder() {

@@ -635,6 +635,11 @@ def test_gpu_dry_run_coordinator_and_port_options(env, tmp_path, cwd):
     assert "--coordinator_address=head:23456" in inner and "--process_id=1;" in inner
     assert inner[2:4] == ["NCCL_DEBUG=WARN", "python3"] and "--mode=eval" in inner
     assert "cd /opt/lm_jax;" in cmds[1][-1] and "~/.lm_jax_run/exp1-p1/log" in cmds[1][-1]
+    ipv6 = hosts_file(tmp_path, "me@[fd00::1]", "[fd00::2]")
+    proc = run(GPU, "--dry-run", "run", env=env, cwd=cwd, HOSTS_FILE=str(ipv6), WORKDIR="/s/w")
+    cmds = commands(proc.stdout)
+    assert [cmds[0][3], cmds[1][3]] == ["me@fd00::1", "fd00::2"]
+    assert "--coordinator_address=[fd00::1]:12355" in nohup_inner(cmds[1][-1])
     proc = run(GPU, "--dry-run", "--coordinator-address", "10.1.2.3:1234", "run", env=env,
                cwd=cwd, HOSTS_FILE=str(hosts), WORKDIR="/shared/runs/x")
     assert "--coordinator_address=10.1.2.3:1234" in nohup_inner(commands(proc.stdout)[0][-1])
