@@ -155,7 +155,7 @@ remote_follow_cmd() {
     "$(_remote_alive_fn "$state")" \
     "tail -n +1 -s 0.2 -f $state/log & t=\$!; " \
     "while [ ! -f $state/rc ] && alive && kill -0 \"\$t\" 2>/dev/null; do sleep 0.2; done; " \
-    "sleep 0.5; kill \"\$t\" 2>/dev/null; wait \"\$t\" 2>/dev/null; " \
+    "sleep 0.3; kill \"\$t\" 2>/dev/null; wait \"\$t\" 2>/dev/null; " \
     "if [ -f $state/rc ]; then echo \"[lm_jax on \$(hostname) exited with status \$(cat $state/rc)]\"; exit \"\$(cat $state/rc)\"; fi; " \
     "echo \"[lm_jax on \$(hostname) ended without an exit status: killed or stopped]\" >&2; exit 1"
 }
