@@ -54,7 +54,7 @@ def _close(a, b, tol=1e-4):
 def ckpts(tmp_path_factory):
     """variant -> checkpoint directory (never modified by tests; copy before corrupting)."""
     return {v: testing.make_tiny_checkpoint(str(tmp_path_factory.mktemp(v)), v)
-            for v in ("llama", "qwen2_tied")}
+            for v in ("llama", "qwen2_tied", "mistral")}
 
 
 def _copy(src, tmp_path, name="ckpt"):
@@ -66,7 +66,7 @@ def _copy(src, tmp_path, name="ckpt"):
 # --------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("variant", ["llama", "qwen2_tied"])
+@pytest.mark.parametrize("variant", ["llama", "qwen2_tied", "mistral"])
 def test_import_export_round_trip(ckpts, tmp_path, variant):
     src = ckpts[variant]
     config = checkpoint.load_hf_config(src)
