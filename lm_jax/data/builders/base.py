@@ -107,6 +107,7 @@ class JsonValueReader:
 
             def value() -> Any:
                 nonlocal pos
+                peek()  # raw_decode does not skip leading whitespace
                 while True:
                     try:
                         obj, end = decoder.raw_decode(buf, pos)
