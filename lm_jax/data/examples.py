@@ -17,20 +17,31 @@ Shapes per example (P = max_positives, N = max_negatives, Le/Lq/La = max lengths
   answer_mask    [La]     int32
 
 Everything is right-padded with the tokenizer's pad id (0 if it has none) and truncated to
-the maximum length (keeping the start; the tokenizer's own truncation, so its special
-tokens stay in place).
+the maximum length like the tokenizer's own truncation: the text is cut at the end, its
+special tokens (e.g. a leading BOS) stay.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
 from typing import Any
 
 import grain
 import numpy as np
 
 from lm_jax.data.records import QAExample
+
+
+def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer adds before and after one sequence (e.g. [bos], [])."""
+    plain = list(tokenizer("a b", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a b")["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    raise ValueError(
+        f"cannot find the special-token prefix/suffix of {type(tokenizer).__name__}: "
+        f"{full} does not contain {plain}"
+    )
 
 
 class EvidenceEncoder(grain.transforms.RandomMap):
@@ -53,40 +64,27 @@ class EvidenceEncoder(grain.transforms.RandomMap):
         self.max_answer_len = max_answer_len
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = 0 if pad is None else int(pad)
-        # HF fast tokenizers re-configure truncation on their Rust object at every call with
-        # a new max_length, which fails ("Already borrowed") when threads share one; Grain
-        # runs transforms in threads, so each thread gets its own copy.
-        self._local = threading.local()
+        # HF fast tokenizers re-configure truncation on their shared Rust object whenever a
+        # call asks for a different max_length, which fails ("Already borrowed") when Grain's
+        # threads encode at once. So we never ask the tokenizer to truncate (or pad): we
+        # encode without special tokens, cut, and add the tokenizer's own special-token
+        # prefix/suffix ourselves, which is what its truncation does for one sequence.
+        tokenizer("probe")  # resets any truncation/padding left on it, before threads start
+        self.prefix, self.suffix = _special_affixes(tokenizer)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_local")
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-    def _tokenizer(self):
-        tok = getattr(self._local, "tokenizer", None)
-        if tok is None:
-            tok = self._local.tokenizer = (
-                self.tokenizer
-                if threading.current_thread() is threading.main_thread()
-                else copy.deepcopy(self.tokenizer)
-            )
-        return tok
-
-    def _encode(self, texts: list[str], max_len: int, rows: int, special: bool):
+    def _pack(self, seqs: list[list[int]], max_len: int, rows: int, special: bool):
+        """[rows, max_len] ids and mask from token lists (no special tokens yet): each is cut
+        to fit, wrapped in the special prefix/suffix if `special`, and right-padded."""
         ids = np.full((rows, max_len), self.pad_id, np.int32)
         mask = np.zeros((rows, max_len), np.int32)
-        if texts:
-            enc = self._tokenizer()(
-                texts, add_special_tokens=special, truncation=True, max_length=max_len
-            )["input_ids"]
-            for r, seq in enumerate(enc):
-                ids[r, : len(seq)] = seq
-                mask[r, : len(seq)] = 1
+        pre, suf = (self.prefix, self.suffix) if special else ([], [])
+        room = max_len - len(pre) - len(suf)
+        if room <= 0:
+            raise ValueError(f"max length {max_len} leaves no room after special tokens")
+        for r, seq in enumerate(seqs):
+            seq = pre + list(seq[:room]) + suf
+            ids[r, : len(seq)] = seq
+            mask[r, : len(seq)] = 1
         return ids, mask
 
     def __call__(
@@ -98,18 +96,15 @@ class EvidenceEncoder(grain.transforms.RandomMap):
         k = min(self.max_negatives, len(pool))
         negatives = [pool[i] for i in rng.choice(len(pool), size=k, replace=False)] if k else []
         P, N, Le = self.max_positives, self.max_negatives, self.max_evidence_len
-        ev_ids, ev_mask = self._encode(positives + negatives, Le, P + N, special=True)
-        # Evidence is encoded in one call (faster), then split: rows [0, len(pos)) are
-        # positives, the next len(neg) rows negatives.
         np_, nn = len(positives), len(negatives)
-        pos_ids = np.full((P, Le), self.pad_id, np.int32)
-        pos_mask = np.zeros((P, Le), np.int32)
-        neg_ids = np.full((N, Le), self.pad_id, np.int32)
-        neg_mask = np.zeros((N, Le), np.int32)
-        pos_ids[:np_], pos_mask[:np_] = ev_ids[:np_], ev_mask[:np_]
-        neg_ids[:nn], neg_mask[:nn] = ev_ids[np_ : np_ + nn], ev_mask[np_ : np_ + nn]
-        q_ids, q_mask = self._encode([example.question], self.max_question_len, 1, special=True)
-        a_ids, a_mask = self._encode([example.answer], self.max_answer_len, 1, special=False)
+        # One tokenizer call for all texts of the example (its per-call cost dominates).
+        tokens = self.tokenizer(
+            positives + negatives + [example.question, example.answer], add_special_tokens=False
+        )["input_ids"]
+        pos_ids, pos_mask = self._pack(tokens[:np_], Le, P, special=True)
+        neg_ids, neg_mask = self._pack(tokens[np_ : np_ + nn], Le, N, special=True)
+        q_ids, q_mask = self._pack(tokens[-2:-1], self.max_question_len, 1, special=True)
+        a_ids, a_mask = self._pack(tokens[-1:], self.max_answer_len, 1, special=False)
         return {
             "index": np.int64(index),
             "question_ids": q_ids[0],
