@@ -132,7 +132,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
             metrics = jax.tree.map(lambda m: m / accum_steps, metrics)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
         return trainable, opt_state, metrics
 
     return step
