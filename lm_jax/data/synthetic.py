@@ -171,6 +171,24 @@ class World:
     def titles(self) -> list[str]:
         return [*self.people, *self.cities, *self.countries, *self.orgs]
 
+    def names(self, kind: str) -> list[str]:
+        """The titles of one kind, in creation order (cached: the world is not changed after
+        it is built)."""
+        cache = self.__dict__.setdefault("_names", {})
+        if kind not in cache:
+            cache[kind] = list(getattr(self, kind))
+        return cache[kind]
+
+    def groups(self, kind: str, attr: str) -> list[list[str]]:
+        """Titles of one kind grouped by an attribute value, groups of 2+ only (cached)."""
+        cache = self.__dict__.setdefault("_groups", {})
+        if (kind, attr) not in cache:
+            groups: dict[Any, list[str]] = {}
+            for n in self.names(kind):
+                groups.setdefault(getattr(getattr(self, kind)[n], attr), []).append(n)
+            cache[kind, attr] = [g for g in groups.values() if len(g) >= 2]
+        return cache[kind, attr]
+
 
 class _Names:
     """Draws unique name words of one world from the syllable inventory."""
@@ -181,8 +199,10 @@ class _Names:
         self.used: set[str] = set()
 
     def word(self, min_syl: int = 2, max_syl: int = 3) -> str:
-        for _ in range(10_000):
-            n = self.rng.randint(min_syl, max_syl)
+        """A new word of min_syl..max_syl syllables; one syllable longer if those run out
+        (a big world uses up the 48 * 48 / 2 two-syllable words of its half)."""
+        for attempt in range(100_000):
+            n = self.rng.randint(min_syl, max_syl + attempt // 200)
             w = "".join(self.rng.choice(SYLLABLES) for _ in range(n)).capitalize()
             if w not in self.used and word_world(w) == self.split_world:
                 self.used.add(w)
@@ -371,14 +391,11 @@ COMPARISONS = (
 
 def _comparison(w: World, rng: random.Random, c: _Comparison) -> Question | None:
     entities = getattr(w, c.kind)
-    names = list(entities)
+    names = w.names(c.kind)
     if c.yes_no:
         want_yes = rng.random() < 0.5
         if want_yes:
-            groups: dict[Any, list[str]] = {}
-            for n in names:
-                groups.setdefault(getattr(entities[n], c.attr), []).append(n)
-            multi = [g for g in groups.values() if len(g) >= 2]
+            multi = w.groups(c.kind, c.attr)
             if not multi:
                 return None
             a, b = rng.sample(rng.choice(multi), 2)
@@ -399,13 +416,20 @@ def _comparison(w: World, rng: random.Random, c: _Comparison) -> Question | None
 def _distractors(w: World, rng: random.Random, gold: list[str], n: int) -> list[str]:
     """n paragraphs of the gold paragraphs' kinds (similar entities), then any kind."""
     chosen: list[str] = []
+    taken = set(gold)
     kinds = [w.kind(t) for t in dict.fromkeys(gold)]
     per_kind = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
     for kind, k in zip(kinds, per_kind, strict=True):
-        pool = [t for t in getattr(w, kind) if t not in gold and t not in chosen]
-        chosen += rng.sample(pool, min(k, len(pool)))
+        names = w.names(kind)
+        k = min(k, len(names) - sum(w.kind(t) == kind for t in taken))
+        while k > 0:  # rejection sampling: worlds are much larger than 10 paragraphs
+            t = names[rng.randrange(len(names))]
+            if t not in taken:
+                taken.add(t)
+                chosen.append(t)
+                k -= 1
     if len(chosen) < n:
-        pool = [t for t in w.titles() if t not in gold and t not in chosen]
+        pool = [t for t in w.titles() if t not in taken]
         chosen += rng.sample(pool, n - len(chosen))
     return chosen
 
