@@ -50,6 +50,8 @@ def _base() -> ml_collections.ConfigDict:
         compressor="meta-llama/Llama-3.2-1B-Instruct",
         generator="meta-llama/Llama-3.1-8B-Instruct",
         init="hf",              # 'hf': load checkpoints; 'random': use `arch` (tests, benchmarks)
+        tokenizer="",           # for init='random' ('' = WORKDIR/tokenizer, the demo's)
+        # Architecture for init='random' and for the demo's generator stage.
         arch=ml_collections.ConfigDict(dict(
             vocab_size=0, hidden_size=0, intermediate_size=0, num_layers=0, num_heads=0,
             num_kv_heads=0, head_dim=0, max_position_embeddings=2048, rope_theta=10000.0,
@@ -116,9 +118,8 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.max_teacher_len = 96
     c.data.max_extra_negatives = 2
     c.data.distill_tokens = 6
-    c.model.compressor = ""     # WORKDIR/generator: the pretrained tiny reader
+    c.model.compressor = ""     # '' = WORKDIR/generator: the pretrained tiny reader
     c.model.generator = ""
-    c.model.init = "random"
     c.model.arch.update(dict(
         vocab_size=0,  # from the trained tokenizer
         hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4, num_kv_heads=2,

@@ -36,7 +36,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from lm_jax import pipeline, sharding
+    from lm_jax.data.builders.report import DataQualityError
+    from lm_jax.hf.checkpoint import CheckpointError
+    from lm_jax.hf.tokenizer import TokenizerError
     from lm_jax.train.build import ConfigError
+
+    # Errors about the user's input: one line naming what to fix, no traceback.
+    user_errors = (ConfigError, CheckpointError, TokenizerError, DataQualityError,
+                   FileNotFoundError)
 
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     auto=_AUTO_DISTRIBUTED.value)
@@ -48,7 +55,7 @@ def main(argv):
             print(json.dumps(pipeline.ask_question(config, workdir, _QUESTION.value), indent=2))
         else:
             pipeline.run(config, workdir, mode)
-    except (ConfigError, FileNotFoundError) as e:
+    except user_errors as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -14,6 +14,7 @@ import glob
 import os
 from collections.abc import Sequence
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,17 +51,19 @@ def distill_mask(tokens: np.ndarray, eos_id: int | None) -> np.ndarray:
     return (np.arange(len(tokens)) < end).astype(np.float32)
 
 
-class LatentMemoryEncoder:
-    """(QAExample, rng) -> the per-example arrays of the train step's batch (see step.py)."""
+class LatentMemoryEncoder(grain.transforms.RandomMap):
+    """((index, QAExample), rng) -> the per-example arrays of the train step's batch.
+
+    `index` is the example's position in its split, which keys the teacher cache.
+    """
 
     def __init__(self, evidence_encoder, builder: PromptBuilder, teacher_tokens: np.ndarray,
-                 id_to_index: dict[str, int], max_positives: int, max_student_len: int,
+                 max_positives: int, max_student_len: int,
                  max_teacher_len: int, max_extra_negatives: int, eos_id: int | None,
                  pad_id: int = 0):
         self.evidence_encoder = evidence_encoder
         self.builder = builder
         self.teacher_tokens = teacher_tokens
-        self.id_to_index = id_to_index
         self.max_positives = max_positives
         self.max_student_len = max_student_len
         self.max_teacher_len = max_teacher_len
@@ -68,9 +71,9 @@ class LatentMemoryEncoder:
         self.eos_id = eos_id
         self.pad_id = pad_id
 
-    def __call__(self, example, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        out = dict(self.evidence_encoder(example, rng))
-        index = self.id_to_index[example.id]
+    def random_map(self, element, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        index, example = element
+        out = dict(self.evidence_encoder(example, rng, index=index))
         tokens = self.teacher_tokens[index]
         forced = tokens[:-1]
         p = out["pos_valid"].shape[0]

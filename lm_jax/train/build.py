@@ -58,13 +58,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if m.share_base and m.init == "hf":
         need(m.compressor == m.generator, "model.share_base",
              "share_base needs model.compressor == model.generator")
-    if m.init == "random":
+    if m.init == "random" or config.pretrain_generator.enabled:
         a = m.arch
         for key in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
                     "num_kv_heads", "head_dim"):
             need(a[key] > 0, f"model.arch.{key}", "must be set for model.init='random'")
         need(a.num_heads % a.num_kv_heads == 0, "model.arch.num_heads",
              f"{a.num_heads} is not a multiple of num_kv_heads={a.num_kv_heads}")
+        pc = config.pretrain_generator
+        need(not pc.enabled or pc.total_steps > 0, "pretrain_generator.total_steps",
+             "must be positive when the generator stage is enabled")
         need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
              "data.max_teacher_len", "teacher prompt + distill tokens exceed "
              f"model.arch.max_position_embeddings={a.max_position_embeddings}")
@@ -149,6 +152,9 @@ def build(config, workdir: str, mesh=None, tokenizers=None) -> Components:
     comp_dir, gen_dir = model_dirs(config, workdir)
     if tokenizers is not None:
         comp_tok, gen_tok = tokenizers
+    elif m.init == "random":
+        comp_tok = gen_tok = load_tokenizer(m.tokenizer or os.path.join(workdir, "tokenizer"),
+                                            flag_name="--config.model.tokenizer")
     else:
         gen_tok = load_tokenizer(gen_dir, flag_name="--config.model.generator")
         comp_tok = gen_tok if comp_dir == gen_dir else load_tokenizer(

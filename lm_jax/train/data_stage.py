@@ -37,27 +37,28 @@ def load(config, workdir: str) -> DataBundle:
     tfds_dir = data_dir(config, workdir)
     tokenizer_dir = None
     if d.synthetic:
-        from lm_jax.data.synthetic import write_hotpot_dir
-        from lm_jax.data.tokenizer_train import train_tokenizer
+        from lm_jax.data import synthetic
+        from lm_jax.data.prepare import prepare_synthetic
+        from lm_jax.data.tokenizer_train import corpus_texts, train_tokenizer
 
         manual = os.path.join(workdir, "data", "raw")
         tokenizer_dir = os.path.join(workdir, "tokenizer")
+        report = None
         if jax.process_index() == 0:
-            if not os.path.exists(os.path.join(manual, "hotpot_dev_distractor_v1.json")):
-                write_hotpot_dir(manual, d.num_train_questions, d.num_eval_questions,
-                                 seed=config.seed)
+            report = prepare_synthetic(tfds_dir, manual, d.num_train_questions,
+                                       d.num_eval_questions, seed=config.seed)
             if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer_config.json")):
                 with open(os.path.join(manual, "hotpot_train_v1.1.json")) as f:
                     records = json.load(f)
-                texts = [r["question"] + " " + r["answer"] for r in records]
-                texts += [f"{t}: {s.strip()}" for r in records for t, sents in r["context"]
-                          for s in sents]
-                train_tokenizer(texts, tokenizer_dir)
+                train_tokenizer(corpus_texts(records), tokenizer_dir,
+                                syllables=synthetic.SYLLABLES)
         _sync("synthetic data")
+        if report is None:
+            report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
+                                     max_drop_fraction=d.max_drop_fraction)
     else:
-        manual = d.manual_dir
-    report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
-                             max_drop_fraction=d.max_drop_fraction)
+        report = prepare_dataset(d.dataset, manual_dir=d.manual_dir or None, data_dir=tfds_dir,
+                                 max_drop_fraction=d.max_drop_fraction)
     _sync("dataset prepared")
     train = load_examples(tfds_dir, d.dataset, d.train_split)
     evaluation = load_examples(tfds_dir, d.dataset, d.eval_split)

@@ -88,8 +88,10 @@ def prepare(config, workdir: str, logger: MetricLogger | None = None):
 
     Returns (data bundle, logger).
     """
-    os.makedirs(workdir, exist_ok=True)
     build_lib.validate_config(config)
+    if config.model.init == "hf" and not config.pretrain_generator.enabled:
+        build_lib.model_dirs(config, workdir)  # a wrong model path fails before any work
+    os.makedirs(workdir, exist_ok=True)
     logger = logger or MetricLogger(workdir)
     data = data_stage.load(config, workdir)
     if config.pretrain_generator.enabled:
@@ -112,7 +114,9 @@ def restore_trainable(config, workdir: str, comps, best: bool = True):
         abstract = {"trainable": abstract_like(comps.trainable)}
         if not use_best:
             tx, _ = make_optimizer(1.0, config.total_steps)
-            abstract["opt_state"] = abstract_like(jax.jit(tx.init)(comps.trainable))
+            abstract["opt_state"] = abstract_like(
+                _place_opt_state(jax.jit(tx.init)(comps.trainable), comps.trainable_shardings,
+                                 comps.mesh))
         state, _ = ckpt.restore(abstract, best=use_best)
         return state["trainable"]
     finally:
@@ -179,7 +183,7 @@ def train_and_evaluate(config, workdir: str, *,
                                        max_answer_len=d.max_answer_len)
     encoder = LatentMemoryEncoder(
         evidence_encoder, PromptBuilder(gen_tok, model.config.num_latent_tokens), teacher,
-        {ex.id: i for i, ex in enumerate(data.train)}, d.max_positives, d.max_student_len,
+        d.max_positives, d.max_student_len,
         d.max_teacher_len, d.max_extra_negatives, gen_tok.eos_token_id,
         gen_tok.pad_token_id if gen_tok.pad_token_id is not None else 0)
     local_batch = d.batch_size // jax.process_count()
@@ -192,7 +196,8 @@ def train_and_evaluate(config, workdir: str, *,
     tx, schedule = make_optimizer(o.learning_rate, config.total_steps, o.end_learning_rate,
                                   o.warmup_steps, o.weight_decay, o.grad_clip)
     trainable, frozen = comps.trainable, comps.frozen
-    opt_state = jax.jit(tx.init)(trainable)
+    opt_state = _place_opt_state(jax.jit(tx.init)(trainable), comps.trainable_shardings,
+                                 comps.mesh)
     ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
     start = 0
     if ckpt.latest_step() is not None:
@@ -207,7 +212,7 @@ def train_and_evaluate(config, workdir: str, *,
     loss_fn = functools.partial(latent_memory_losses, model, LossConfig(**config.loss),
                                 comp_tok.bos_token_id, comp_tok.eos_token_id)
     step_fn = make_train_step(loss_fn, tx, o.accum_steps)
-    first = next(iterator)
+    first = _step_inputs(next(iterator))
     batch_sh = jax.tree.map(lambda x: sharding.data_sharding(mesh, x.ndim), first)
     opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
     repl = sharding.replicated(mesh)
@@ -234,7 +239,7 @@ def train_and_evaluate(config, workdir: str, *,
     t_last, steps_since = time.time(), 0
     with _Preemption() as preempt:
         for step in range(start + 1, config.total_steps + 1):
-            batch = pending if pending is not None else next(iterator)
+            batch = pending if pending is not None else _step_inputs(next(iterator))
             pending = None
             batch = sharding.make_global_batch(batch, mesh)
             rng = jax.random.fold_in(base_rng, step)
@@ -280,6 +285,29 @@ def train_and_evaluate(config, workdir: str, *,
     result = {"step": config.total_steps, **last}
     _mark_done(workdir, STAGE, result)
     return result
+
+
+def opt_state_shardings(opt_state, param_shardings, mesh):
+    """Shardings for an optax state: moments follow their parameter (matched by dict path),
+    scalars such as step counts are replicated."""
+    by_path = {tuple(k.key for k in path): sh for path, sh in
+               jax.tree_util.tree_leaves_with_path(param_shardings)}
+    repl = sharding.replicated(mesh)
+
+    def pick(path, x):
+        keys = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+        return by_path.get(keys, repl) if x.ndim else repl
+
+    return jax.tree_util.tree_map_with_path(pick, opt_state)
+
+
+def _place_opt_state(opt_state, param_shardings, mesh):
+    return jax.device_put(opt_state, opt_state_shardings(opt_state, param_shardings, mesh))
+
+
+def _step_inputs(batch: dict) -> dict:
+    """The arrays the step reads (the pipeline also carries ids and answers for other uses)."""
+    return {k: v for k, v in batch.items() if k not in ("index", "answer_ids", "answer_mask")}
 
 
 def _json_state(state):

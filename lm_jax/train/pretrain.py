@@ -75,7 +75,8 @@ def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config
     model = Decoder(decoder_config)
     rng = jax.random.key(config.seed + 1)
     params = nn.unbox(model.init(rng, jnp.zeros((1, 4), jnp.int32))["params"])
-    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, pc.warmup_steps,
+    warmup = min(pc.warmup_steps, pc.total_steps // 10)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, warmup,
                                                   pc.total_steps, pc.learning_rate * 0.05)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
     opt_state = tx.init(params)
