@@ -1,6 +1,5 @@
 """train_and_evaluate: bit-exact resume after SIGTERM, NaN stop, config errors before compiling."""
 
-import json
 import os
 import signal
 import subprocess
