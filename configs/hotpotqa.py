@@ -74,7 +74,8 @@ def _base() -> ml_collections.ConfigDict:
         learning_rate=1e-4, end_learning_rate=1e-6, warmup_steps=0, weight_decay=0.0,
         grad_clip=1.0, accum_steps=4))
 
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # num_devices: 0 = every device; N = the first N (e.g. to test a smaller mesh).
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, num_devices=0))
 
     # Demo only: train the tiny generator as a reader on raw evidence before freezing it.
     c.pretrain_generator = ml_collections.ConfigDict(dict(
@@ -99,14 +100,15 @@ def _base() -> ml_collections.ConfigDict:
 
 
 def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    # Sized to run end to end in about 10 minutes on 2 CPU cores (see BENCHMARKS.md).
     c.seed = 0
-    c.total_steps = 600
+    c.total_steps = 300
     c.log_every = 25
-    c.ckpt_every = 200
-    c.eval_every = 300
+    c.ckpt_every = 100
+    c.eval_every = 150
     c.data.synthetic = True
     c.data.dataset = "hotpot_qa/distractor"
-    c.data.num_train_questions = 3000
+    c.data.num_train_questions = 2000
     c.data.num_eval_questions = 200
     c.data.batch_size = 16
     c.data.max_positives = 2
@@ -114,16 +116,16 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.max_evidence_len = 24
     c.data.max_question_len = 24
     c.data.max_answer_len = 8
-    c.data.max_student_len = 64
-    c.data.max_teacher_len = 96
+    c.data.max_student_len = 96   # system text + 4 latent contexts + question
+    c.data.max_teacher_len = 120  # system text + 2 raw supporting sentences + question
     c.data.max_extra_negatives = 2
     c.data.distill_tokens = 6
     c.model.compressor = ""     # '' = WORKDIR/generator: the pretrained tiny reader
     c.model.generator = ""
     c.model.arch.update(dict(
         vocab_size=0,  # from the trained tokenizer
-        hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4, num_kv_heads=2,
-        head_dim=32, max_position_embeddings=512, tie_word_embeddings=True))
+        hidden_size=128, intermediate_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
+        head_dim=32, max_position_embeddings=1280, tie_word_embeddings=True))
     c.model.share_base = True   # CoMEM's "the model is its own memory encoder"
     c.model.retrieval_dim = 64
     c.model.lora_rank = 16
@@ -136,13 +138,13 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.optim.end_learning_rate = 1e-4
     c.optim.warmup_steps = 20
     c.optim.accum_steps = 1
-    c.pretrain_generator.update(dict(enabled=True, total_steps=500, batch_size=32,
-                                     learning_rate=3e-3, max_len=128))
+    c.pretrain_generator.update(dict(enabled=True, total_steps=400, batch_size=16,
+                                     learning_rate=3e-3, max_len=192))
     c.eval.num_questions = 200
     c.eval.val_questions = 64
     c.eval.max_new_tokens = 8
     c.eval.batch_size = 50
-    c.eval.max_prompt_len = 512
+    c.eval.max_prompt_len = 1280
     c.export.batch_size = 256
     c.export.items_per_shard = 4096
     return c

@@ -20,6 +20,13 @@ SYSTEM_PROMPT = ("You are a helpful assistant. Answer the question concisely (a 
 _USER = "\u0000USER\u0000"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    """A latent item's place in a prompt (num_latent_tokens positions)."""
+
+    item: int
+
+
 @dataclasses.dataclass
 class Prompt:
     """A prompt as parallel lists: token ids and, per position, the latent slot (or -1)."""
@@ -55,10 +62,10 @@ class PromptBuilder:
         ids, item, tok = list(self.prefix), [-1] * len(self.prefix), [-1] * len(self.prefix)
         context = 0
         for piece in pieces:
-            if isinstance(piece, tuple):  # ("latent", item index)
+            if isinstance(piece, _Slot):
                 for j in range(self.num_latent_tokens):
                     ids.append(0)
-                    item.append(piece[1])
+                    item.append(piece.item)
                     tok.append(j)
                 context += self.num_latent_tokens
             else:
@@ -77,7 +84,7 @@ class PromptBuilder:
         """Prompt whose i-th context is the latent of item `items[i]`."""
         pieces = []
         for i, it in enumerate(items):
-            pieces += [(f"Latent context {i + 1}: ", False), ("latent", it), ("\n", False)]
+            pieces += [(f"Latent context {i + 1}: ", False), _Slot(it), ("\n", False)]
         pieces.append((f"Question: {question}", False))
         return self._assemble(pieces)
 

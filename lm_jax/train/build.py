@@ -79,6 +79,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         need(d.num_eval_questions > 0, "data.num_eval_questions", "must be positive")
 
 
+def make_mesh(config):
+    """The mesh of `config.mesh` over all devices, or the first `mesh.num_devices`."""
+    mc = config.mesh
+    devices = jax.devices()[:mc.num_devices] if mc.num_devices else None
+    return sharding.make_mesh(mc.data, mc.fsdp, mc.tensor, devices=devices)
+
+
 def check_mesh_fits(config, mesh) -> None:
     """The micro-batch must split evenly over the data-parallel devices."""
     dp = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -146,7 +153,7 @@ def build(config, workdir: str, mesh=None, tokenizers=None) -> Components:
 
     validate_config(config)
     m = config.model
-    mesh = mesh or sharding.make_mesh(**config.mesh)
+    mesh = mesh or make_mesh(config)
     check_mesh_fits(config, mesh)
     overrides = dict(dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
     comp_dir, gen_dir = model_dirs(config, workdir)

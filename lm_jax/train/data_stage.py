@@ -36,33 +36,49 @@ def load(config, workdir: str) -> DataBundle:
     d = config.data
     tfds_dir = data_dir(config, workdir)
     tokenizer_dir = None
+    manual = d.manual_dir or None
+    report = None
+    # Multi-process: process 0 builds while the others wait, then they take the prepared
+    # dataset's fast reuse path (building it in parallel in a shared directory races on the
+    # final rename; on a directory of their own they build their own copy).
     if d.synthetic:
         from lm_jax.data import synthetic
         from lm_jax.data.prepare import prepare_synthetic
-        from lm_jax.data.tokenizer_train import corpus_texts, train_tokenizer
+        from lm_jax.data.tokenizer_train import train_tokenizer
 
         manual = os.path.join(workdir, "data", "raw")
         tokenizer_dir = os.path.join(workdir, "tokenizer")
-        report = None
         if jax.process_index() == 0:
             report = prepare_synthetic(tfds_dir, manual, d.num_train_questions,
                                        d.num_eval_questions, seed=config.seed)
             if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer_config.json")):
                 with open(os.path.join(manual, "hotpot_train_v1.1.json")) as f:
                     records = json.load(f)
-                train_tokenizer(corpus_texts(records), tokenizer_dir,
+                train_tokenizer(_tokenizer_corpus(records), tokenizer_dir,
                                 syllables=synthetic.SYLLABLES)
-        _sync("synthetic data")
-        if report is None:
-            report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
-                                     max_drop_fraction=d.max_drop_fraction)
-    else:
-        report = prepare_dataset(d.dataset, manual_dir=d.manual_dir or None, data_dir=tfds_dir,
+    elif jax.process_index() == 0:
+        report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
+                                 max_drop_fraction=d.max_drop_fraction)
+    _sync("data prepared by process 0")
+    if report is None:
+        report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
                                  max_drop_fraction=d.max_drop_fraction)
     _sync("dataset prepared")
     train = load_examples(tfds_dir, d.dataset, d.train_split)
     evaluation = load_examples(tfds_dir, d.dataset, d.eval_split)
     return DataBundle(train, evaluation, tokenizer_dir, report)
+
+
+def _tokenizer_corpus(records):
+    """The texts the demo models read: the data, and the generator's prompt frame around each
+    question (every prompt carries the system text, so it should not cost dozens of tokens)."""
+    from lm_jax.data.tokenizer_train import corpus_texts
+    from lm_jax.models.prompts import SYSTEM_PROMPT
+
+    yield from corpus_texts(records)
+    for i, r in enumerate(records):
+        yield (f"{SYSTEM_PROMPT}\nContext {i % 9 + 1}: Latent context {i % 9 + 1}: "
+               f"Question: {r['question']}")
 
 
 def _sync(name: str) -> None:

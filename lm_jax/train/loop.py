@@ -130,6 +130,16 @@ def sync(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+class _SharedTeacherCache(TeacherCache):
+    """Multi-process: every process generates every chunk (the jitted generate is one program
+    over all devices) and process 0 writes them; the barrier before reading the chunks back
+    keeps the other processes from reading before process 0 has written the last one."""
+
+    def load(self, n: int) -> np.ndarray:
+        sync("teacher cache written")
+        return super().load(n)
+
+
 def teacher_tokens(config, workdir: str, comps, examples) -> np.ndarray:
     """Greedy teacher answers [len(examples), D] from the cache (computed once, resumable)."""
     d = config.data
@@ -145,7 +155,7 @@ def teacher_tokens(config, workdir: str, comps, examples) -> np.ndarray:
                                     d.distill_tokens, eos, pad)
         return tokens
 
-    cache = TeacherCache(os.path.join(workdir, "teacher_cache"), d.distill_tokens)
+    cache = _SharedTeacherCache(os.path.join(workdir, "teacher_cache"), d.distill_tokens)
     fn = functools.partial(generate, comps.frozen)
     tokens = cache.compute(examples, fn, builder, d.max_positives, d.max_teacher_len,
                            config.eval.batch_size, pad_id=pad)
@@ -261,7 +271,7 @@ def train_and_evaluate(config, workdir: str, *,
                          tokens_per_s=tokens_per_step / dt)
                 logger.write(STAGE, step, m)
                 last, t_last, steps_since = m, time.time(), 0
-            if step % config.eval_every == 0 or is_last:
+            if val_examples and (step % config.eval_every == 0 or is_last):
                 runner.trainable = trainable
                 val = ev.validate(runner, val_examples, config.eval.k)
                 logger.write(STAGE + "_validation", step, {
