@@ -80,7 +80,8 @@ def _base() -> ml_collections.ConfigDict:
     # Demo only: train the tiny generator as a reader on raw evidence before freezing it.
     c.pretrain_generator = ml_collections.ConfigDict(dict(
         enabled=False, total_steps=0, batch_size=32, learning_rate=3e-3, lm_weight=0.2,
-        max_len=256, warmup_steps=20))
+        max_len=256, warmup_steps=20,
+        max_contexts=5))        # supporting sentences + random distractors, shuffled
 
     c.eval = ml_collections.ConfigDict(dict(
         k=5,
@@ -112,7 +113,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.num_eval_questions = 200
     c.data.batch_size = 16
     c.data.max_positives = 2
-    c.data.max_negatives = 4
+    c.data.max_negatives = 3
     c.data.max_evidence_len = 24
     c.data.max_question_len = 24
     c.data.max_answer_len = 8
@@ -139,7 +140,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 20
     c.optim.accum_steps = 1
     c.pretrain_generator.update(dict(enabled=True, total_steps=400, batch_size=16,
-                                     learning_rate=3e-3, max_len=192))
+                                     learning_rate=3e-3, max_len=160, max_contexts=4))
     c.eval.num_questions = 200
     c.eval.val_questions = 64
     c.eval.max_new_tokens = 8

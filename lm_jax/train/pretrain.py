@@ -90,7 +90,7 @@ def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config
 
     builder = PromptBuilder(tokenizer, 1)
     data_rng = np.random.default_rng(config.seed)
-    max_contexts = config.eval.k
+    max_contexts = pc.max_contexts
     t0 = time.time()
     for i in range(1, pc.total_steps + 1):
         idx = data_rng.integers(0, len(examples), pc.batch_size)

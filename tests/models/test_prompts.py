@@ -10,7 +10,8 @@ def test_text_and_latent_prompts(tmp_path):
     b = PromptBuilder(tok, num_latent_tokens=2)
     text = b.text("who?", ["Ann: the dog was born in 2024.", "Bob: the fox is quick."])
     rendered = tok.decode(text.ids)
-    assert "Context 2: Bob: the fox is quick." in rendered and "the dog was born in 2024" in rendered
+    assert "Context 2: Bob: the fox is quick." in rendered
+    assert "the dog was born in 2024" in rendered
     assert "Question: who?" in rendered
     assert all(i == -1 for i in text.slot_item)
     evidence = len(tok("Ann: the dog was born in 2024.", add_special_tokens=False)["input_ids"])
