@@ -74,8 +74,19 @@ class Runner:
             return greedy_generate(model.generator, frozen["generator"], ids, mask,
                                    self.max_new_tokens, self.eos_id, self.pad_id, embeds, emask)
 
+        bos, eos_c = comp_tok.bos_token_id, comp_tok.eos_token_id
+
+        @jax.jit
+        def _recon_correct(trainable, frozen, ids, mask):
+            z = model.encode_evidence(trainable, frozen, ids, mask)
+            logits, targets, tmask = model.reconstruction(trainable, frozen, z, ids, mask, bos,
+                                                          eos_c)
+            correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * tmask
+            return jnp.stack([jnp.sum(correct, axis=1), jnp.sum(tmask, axis=1)], axis=1)
+
         self._encode_items, self._encode_queries, self._generate = (
             _encode_items, _encode_queries, _generate)
+        self._recon_correct = _recon_correct
 
     def _batched(self, fn, ids, mask):
         outs = []
@@ -95,6 +106,12 @@ class Runner:
         """Rendered evidence texts [N] -> latents [N, T, H] fp32 and unit keys [N, R]."""
         ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
         return self._batched(self._encode_items, ids, mask)
+
+    def reconstruction_accuracy(self, texts: Sequence[str]) -> float:
+        """Teacher-forced token accuracy of reconstructing texts from their latents (+ EOS)."""
+        ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
+        counts = self._batched(self._recon_correct, ids, mask)  # [N, 2]: correct, total
+        return float(counts[:, 0].sum() / max(counts[:, 1].sum(), 1.0))
 
     def encode_queries(self, questions: Sequence[str]) -> np.ndarray:
         """Questions [N] -> unit retrieval vectors [N, R]."""
@@ -146,8 +163,11 @@ def _gold_indices(ex) -> list[int]:
     return [j for j, e in enumerate(ex.evidence) if e.is_supporting]
 
 
-def run_latent_memory(runner: Runner, examples, k: int) -> tuple[list[dict], list[str]]:
-    """Paper protocol: per question, top-k latents among its own context sentences."""
+def run_latent_memory(runner: Runner, examples, k: int):
+    """Paper protocol: per question, top-k latents among its own context sentences.
+
+    Returns (per-question records, predictions, retrieved sentence indices best first).
+    """
     t0 = time.time()
     texts = [e.render() for ex in examples for e in ex.evidence]
     z, keys = runner.encode_items(texts)
@@ -166,7 +186,8 @@ def run_latent_memory(runner: Runner, examples, k: int) -> tuple[list[dict], lis
     z_items = np.stack([np.pad(r, ((0, kmax - len(r)), (0, 0), (0, 0))) for r in z_rows])
     preds = runner.generate(prompts, z_items)
     gold = [_gold_indices(ex) for ex in examples]
-    return _records(examples, preds, retrieved, gold, prompts, k, time.time() - t0), preds
+    records = _records(examples, preds, retrieved, gold, prompts, k, time.time() - t0)
+    return records, preds, retrieved
 
 
 def run_latent_memory_bank(runner: Runner, examples, k: int, bank, index):
@@ -208,11 +229,24 @@ def run_text_method(runner: Runner, examples, method: str, k: int):
                     time.time() - t0), preds
 
 
+def diagnostics(runner: Runner, examples, k: int, recall_ks=(2,), run=None) -> dict:
+    """Latent Memory on held-out questions: QA F1/EM, supporting-sentence recall@k (also at
+    each of `recall_ks`, over the question's own context) and reconstruction token accuracy of
+    the supporting sentences. `run`: a `run_latent_memory` result to reuse."""
+    records, _, retrieved = run or run_latent_memory(runner, examples, k)
+    out = metrics.aggregate(records)
+    for rk in recall_ks:
+        out[f"recall_at_{rk}"] = metrics.mean(
+            metrics.recall_at_k(r, _gold_indices(ex), rk) for r, ex in zip(retrieved, examples))
+    out["recon_token_acc"] = runner.reconstruction_accuracy(
+        [e.render() for ex in examples for e in ex.evidence if e.is_supporting])
+    return out
+
+
 def validate(runner: Runner, examples, k: int) -> dict:
-    """Periodic validation during training: QA F1/EM and recall@k of latent_memory."""
-    records, _ = run_latent_memory(runner, examples, k)
-    return metrics.aggregate(records)
+    """Periodic validation during training (see `diagnostics`)."""
+    return diagnostics(runner, examples, k)
 
 
 __all__ = ["Runner", "run_latent_memory", "run_latent_memory_bank", "run_text_method",
-           "validate", "evidence_id", "TEXT_METHODS", "supporting_texts"]
+           "validate", "diagnostics", "evidence_id", "TEXT_METHODS", "supporting_texts"]

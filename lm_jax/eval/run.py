@@ -20,9 +20,11 @@ def eval_stage(config, workdir: str, runner, examples, bank=None, index=None) ->
     k = config.eval.k
     methods = {}
     predictions = {}
+    latent_run = None
     for method in config.eval.methods:
         if method == "latent_memory":
-            records, preds = ev.run_latent_memory(runner, examples, k)
+            latent_run = ev.run_latent_memory(runner, examples, k)
+            records, preds, _ = latent_run
         elif method == "latent_memory_bank":
             if bank is None:
                 logging.warning("no bank: skipping latent_memory_bank (run --mode=export,index)")
@@ -49,5 +51,12 @@ def eval_stage(config, workdir: str, runner, examples, bank=None, index=None) ->
         os.replace(os.path.join(out_dir, "predictions.jsonl.tmp"),
                    os.path.join(out_dir, "predictions.jsonl"))
         report.plot_tradeoff(rep, os.path.join(out_dir, "tradeoff.png"))
+        if latent_run is not None:
+            diag = ev.diagnostics(runner, examples, k, run=latent_run)
+            with open(os.path.join(out_dir, "diagnostics.json"), "w") as f:
+                json.dump(diag, f, indent=1)
+            print("latent_memory diagnostics: " + json.dumps(
+                {m: diag[m] for m in ("recall_at_2", "recall_at_k", "recon_token_acc")}),
+                flush=True)
         print(report.markdown_table(rep), flush=True)
     return rep

@@ -275,7 +275,8 @@ def train_and_evaluate(config, workdir: str, *,
                 runner.trainable = trainable
                 val = ev.validate(runner, val_examples, config.eval.k)
                 logger.write(STAGE + "_validation", step, {
-                    "f1": val["f1"], "em": val["em"], "recall_at_k": val["recall_at_k"]})
+                    k: val[k] for k in ("f1", "em", "recall_at_k", "recall_at_2",
+                                        "recon_token_acc")})
                 ckpt.save_best(step, {"trainable": trainable}, val["f1"] or 0.0)
                 last.update(val_f1=val["f1"], val_recall_at_k=val["recall_at_k"])
                 t_last = time.time()
