@@ -6,18 +6,28 @@
       -> epochs (finite, or None = forever)         repeat
       -> QAExample -> arrays, negatives by rng      random_map(EvidenceEncoder)
       -> truncate to whole global batches           (finite epochs only)
-      -> this process's elements                    [shard_index::shard_count]
-      -> threads / batches of B (drop remainder)    to_iter_dataset, batch
+      -> blocks of B consecutive positions          batch (drop remainder)
+      -> this process's blocks                      [shard_index::shard_count]
+      -> threads (one block each), prefetch         to_iter_dataset
 
 Determinism: the order is a function of (seed, position in the global stream) only, and the
 encoder's rng is seeded from (seed, position in the global stream), not from thread timing
 or the shard, so the same seed gives the same batches, and position p of the global stream
-is the same example on every process count. Process i reads positions i, i + n, i + 2n, ...
-(n = shard_count), so the processes together read every example exactly once per epoch and
-each reads only its own records from the source.
+is the same example on every process count.
+
+Sharding: with n = shard_count processes of batch B each, the j-th batch of process i holds
+positions [(j n + i) B, (j n + i + 1) B). Concatenated in process order (what
+`lm_jax.sharding.make_global_batch` does), the j-th batches of all processes are positions
+[j n B, (j + 1) n B): exactly the j-th batch of a single process with batch n B, in the same
+order. So the global batch, its split into accumulation micro-batches and hence the losses do
+not depend on the number of processes. The processes together read every example exactly
+once per epoch, and each reads only its own records from the source.
 
 Checkpointing: the returned iterator has `get_state()` (a small dict) and `set_state(state)`;
-a restored iterator yields exactly the batches the uninterrupted one would have.
+a restored iterator yields exactly the batches the uninterrupted one would have. The state
+counts batches, the same number on every process, so process 0's state also resumes every
+other process, and a run resumed on a different number of processes continues at the same
+global batch.
 """
 
 from __future__ import annotations
@@ -47,11 +57,14 @@ def process_shard() -> tuple[int, int]:
 
 
 def default_read_options(batch_size: int) -> grain.ReadOptions:
-    # Tokenisation holds the GIL for part of the work, so a few threads suffice; the buffer
-    # keeps a few batches ready.
-    return grain.ReadOptions(
-        num_threads=min(4, os.cpu_count() or 1), prefetch_buffer_size=max(16, 4 * batch_size)
-    )
+    """Threads and prefetch for `make_train_dataset`, whose elements are whole batches.
+
+    Tokenisation holds the GIL for part of the work, so a few threads suffice; the buffer
+    keeps a few batches ready. `batch_size` is accepted for compatibility and not used.
+    """
+    del batch_size
+    threads = min(4, os.cpu_count() or 1)
+    return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4, 2 * threads))
 
 
 def make_train_dataset(
@@ -80,7 +93,8 @@ def make_train_dataset(
         whole global batches (B * shard_count), so every process yields the same number of
         batches (multi-host steps stay in lockstep).
       shuffle: shuffle globally (a different permutation per epoch).
-      read_options: Grain threads and prefetch (default: `default_read_options`).
+      read_options: Grain threads and prefetch, counted in batches (default:
+        `default_read_options`).
     Returns:
       an IterDataset of dicts of arrays with a leading batch axis [B, ...] (shapes in
       `encoder.output_spec()`).
@@ -112,9 +126,11 @@ def make_train_dataset(
                 f"({batch_size} x {shard_count} processes)"
             )
         ds = ds[:usable]
+    # Blocks of B consecutive positions, dealt round-robin to the processes (module doc:
+    # the global batch is the same for every process count).
+    ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds[shard_index::shard_count]
-    it = ds.to_iter_dataset(read_options or default_read_options(batch_size))
-    return it.batch(batch_size, drop_remainder=True)
+    return ds.to_iter_dataset(read_options or default_read_options(batch_size))
 
 
 def make_train_iterator(
@@ -200,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         source = builder.as_data_source(split=args.split)
         name = f"{args.dataset}:{args.split}"
     options = grain.ReadOptions(
-        num_threads=args.num_threads, prefetch_buffer_size=max(16, 4 * args.batch_size)
+        num_threads=args.num_threads, prefetch_buffer_size=max(4, 2 * args.num_threads)
     )
     it = make_train_iterator(
         source, EvidenceEncoder(tokenizer), args.batch_size, args.seed, read_options=options

@@ -139,6 +139,23 @@ def test_two_processes_read_each_example_once_per_epoch(examples, encoder):
     assert sorted(np.concatenate(firsts).tolist()) == list(range(24))
 
 
+@pytest.mark.parametrize("num_epochs", [None, 2])
+def test_global_batch_does_not_depend_on_process_count(examples, encoder, num_epochs):
+    # Batch j of each process, concatenated in process order (make_global_batch), is batch j
+    # of one process with the whole batch: same examples, same order, same negatives.
+    def batches(shard, count):
+        it = make_train_iterator(examples, encoder, 2 * B // count, 6, shard_index=shard,
+                                 shard_count=count, num_epochs=num_epochs)
+        return _take(it, 5)
+
+    single = batches(0, 1)
+    for count in (2, 4):
+        parts = [batches(s, count) for s in range(count)]
+        for j in range(5):
+            glued = {k: np.concatenate([p[j][k] for p in parts]) for k in single[j]}
+            assert _same(glued, single[j]), (count, j)
+
+
 def test_finite_epochs_keep_processes_in_lockstep(examples, encoder):
     # 22 examples, 3 processes x batch 4: 12 per global batch -> 1 batch each, same count.
     few = examples[:22]
