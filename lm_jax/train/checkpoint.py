@@ -16,15 +16,24 @@ import jax
 import orbax.checkpoint as ocp
 
 
+def _barrier_prefix(name: str) -> ocp.options.MultiprocessingOptions:
+    # Multi-process saves end in barriers named after the step ("async_write_complete.<step>");
+    # without a prefix per manager, `best` and `checkpoints` saving the same step at once
+    # collide in the coordination service ("Barrier ... is already ongoing").
+    return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
+
 class Checkpointer:
     def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
         opts = ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                            enable_async_checkpointing=async_save)
+                                            enable_async_checkpointing=async_save,
+                                            multiprocessing_options=_barrier_prefix("latest"))
         self.latest = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
                                             options=opts)
         best_opts = ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda m: m["f1"], best_mode="max",
-            enable_async_checkpointing=async_save)
+            enable_async_checkpointing=async_save,
+            multiprocessing_options=_barrier_prefix("best"))
         self.best = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "best")),
                                           options=best_opts)
 
