@@ -1,0 +1,151 @@
+"""One process of a (possibly multi-process) tiny training run, for tests/test_multiprocess.py.
+
+    python tests/multiprocess_worker.py --workdir W --data_dir D --manual_dir M --tokenizer T \
+        --out OUT [--num_processes N --process_id I --port P] [--steps S]
+
+Devices per process come from the environment (XLA_FLAGS, JAX_PLATFORMS: set by the test).
+Prepares the HotpotQA-format files in M as a real run would (not the demo's synthetic-world
+path), trains `tiny_config` through `lm_jax.pipeline.run(mode="train")`, restores the latest
+checkpoint onto the same mesh and writes, from process 0: OUT.json (process and device counts,
+the losses of metrics.jsonl, the data iterator state) and OUT.npz (the restored trainable
+parameters, gathered to host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def tiny_config(data_dir: str, manual_dir: str, tokenizer: str, steps: int = 4):
+    """The demo config shrunk to seconds: random-init tiny models on HotpotQA-format files.
+
+    The tokenizer is given (trained once by the test) rather than trained by each run, so
+    every run sees the same token ids.
+
+    accum_steps=2 with in-batch negatives makes the losses depend on which examples share a
+    micro-batch, so equal losses across process counts mean equal global batches.
+    """
+    from configs import hotpotqa
+
+    c = hotpotqa.get_config("demo")
+    c.unlock()
+    c.total_steps = steps
+    c.log_every = 1
+    c.ckpt_every = 2
+    c.eval_every = 1000  # validation runs once, at the last step
+    c.data.synthetic = False
+    c.data.data_dir = data_dir
+    c.data.manual_dir = manual_dir
+    c.model.tokenizer = tokenizer
+    c.data.batch_size = 16
+    c.data.max_negatives = 2
+    c.data.max_extra_negatives = 1
+    c.data.distill_tokens = 3
+    c.optim.accum_steps = 2
+    c.optim.learning_rate = 1e-2  # updates large enough that a wrong gradient would show
+    c.optim.warmup_steps = 0
+    c.pretrain_generator.enabled = False
+    c.model.init = "random"
+    c.model.arch.update(dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                             num_kv_heads=1, head_dim=16))
+    c.model.retrieval_dim = 16
+    c.model.lora_rank = 4
+    c.eval.val_questions = 4
+    c.eval.batch_size = 4
+    c.eval.max_new_tokens = 2
+    c.mesh.update(dict(data=-1, fsdp=1, tensor=1))
+    c.lock()
+    return c
+
+
+def abstract_train_state(config, mesh):
+    """ShapeDtypeStructs with shardings on `mesh` for {"trainable", "opt_state"} of a
+    checkpoint, built without allocating or compiling anything."""
+    import flax.linen as nn
+    import jax
+
+    from lm_jax import sharding
+    from lm_jax.hf.tokenizer import load_tokenizer
+    from lm_jax.train import build as build_lib
+    from lm_jax.train.loop import opt_state_shardings
+    from lm_jax.train.step import make_optimizer
+
+    tok = load_tokenizer(config.model.tokenizer)
+    arch = build_lib.random_arch(config, len(tok))
+    model = build_lib.build_latent_memory(config, arch, arch)
+    abstract = jax.eval_shape(model.init, jax.random.key(config.seed))
+    with sharding.use_mesh(mesh):
+        train_sh, _ = model.split(sharding.logical_to_sharding(abstract, mesh))
+    shapes, _ = model.split(nn.unbox(abstract))
+    trainable = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, train_sh)
+    tx, _ = make_optimizer(1.0, config.total_steps)
+    opt = jax.eval_shape(tx.init, trainable)
+    opt = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                       opt, opt_state_shardings(opt, train_sh, mesh))
+    return {"trainable": trainable, "opt_state": opt}
+
+
+def flat(tree) -> dict:
+    """{'path': numpy array} of a pytree of fully addressable arrays."""
+    import jax
+    import numpy as np
+
+    return {jax.tree_util.keystr(p): np.asarray(x)
+            for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--manual_dir", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--num_processes", type=int, default=1)
+    p.add_argument("--process_id", type=int, default=0)
+    p.add_argument("--port", type=int, default=0)
+    args = p.parse_args()
+
+    from lm_jax import sharding
+
+    if args.num_processes > 1:  # what lm_jax.main does with --coordinator_address etc.
+        sharding.initialize_distributed(f"localhost:{args.port}", args.num_processes,
+                                        args.process_id)
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from lm_jax.pipeline import run
+    from lm_jax.train.checkpoint import Checkpointer
+    from lm_jax.train.metrics_log import read_metrics
+
+    config = tiny_config(args.data_dir, args.manual_dir, args.tokenizer, args.steps)
+    result = run(config, args.workdir, "train")
+
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    ckpt = Checkpointer(args.workdir, async_save=False)
+    state, data_state = ckpt.restore(abstract_train_state(config, mesh))
+    ckpt.close()
+    trainable = multihost_utils.process_allgather(state["trainable"], tiled=True)
+    if jax.process_index() == 0:
+        losses = {r["step"]: [r["loss"], r["loss_recon"], r["loss_contrast"],
+                              r["loss_distill"]]
+                  for r in read_metrics(args.workdir, "latent_memory")}
+        np.savez(args.out + ".npz", **flat(trainable))
+        with open(args.out + ".json", "w") as f:
+            json.dump({"process_count": jax.process_count(), "device_count": jax.device_count(),
+                       "local_device_count": jax.local_device_count(),
+                       "mesh": dict(mesh.shape), "result": result, "losses": losses,
+                       "data_state": data_state}, f)
+
+
+if __name__ == "__main__":
+    main()
