@@ -148,6 +148,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.max_prompt_len = 1280
     c.export.batch_size = 256
     c.export.items_per_shard = 4096
+    c.index.exact_below = 0     # ScaNN even for this small bank, measured against exact search
     return c
 
 

@@ -10,17 +10,19 @@ import json
 import os
 
 import jax
+import numpy as np
 from absl import logging
 
 from lm_jax.eval import evaluate as ev
 from lm_jax.eval import metrics, report
+from lm_jax.memory.index import ExactIndex
 
 
 def eval_stage(config, workdir: str, runner, examples, bank=None, index=None) -> dict:
     k = config.eval.k
     methods = {}
     predictions = {}
-    latent_run = None
+    latent_run = bank_recall_exact = None
     for method in config.eval.methods:
         if method == "latent_memory":
             latent_run = ev.run_latent_memory(runner, examples, k)
@@ -30,6 +32,12 @@ def eval_stage(config, workdir: str, runner, examples, bank=None, index=None) ->
                 logging.warning("no bank: skipping latent_memory_bank (run --mode=export,index)")
                 continue
             records, preds = ev.run_latent_memory_bank(runner, examples, k, bank, index)
+            if not isinstance(index, ExactIndex):
+                # The same questions through brute force over the same bank: what the
+                # approximate index costs in recall.
+                exact = ev.run_latent_memory_bank(runner, examples, k, bank,
+                                                  ExactIndex(np.asarray(bank.keys)))[0]
+                bank_recall_exact = metrics.aggregate(exact)["recall_at_k"]
         else:
             records, preds = ev.run_text_method(runner, examples, method, k)
         agg = metrics.aggregate(records)
@@ -53,10 +61,15 @@ def eval_stage(config, workdir: str, runner, examples, bank=None, index=None) ->
         report.plot_tradeoff(rep, os.path.join(out_dir, "tradeoff.png"))
         if latent_run is not None:
             diag = ev.diagnostics(runner, examples, k, run=latent_run)
+            if "latent_memory_bank" in methods:
+                diag["bank_recall_at_k"] = methods["latent_memory_bank"]["recall_at_k"]
+                diag["bank_recall_at_k_exact_search"] = (
+                    bank_recall_exact if bank_recall_exact is not None
+                    else diag["bank_recall_at_k"])
+                diag["bank_index"] = type(index).__name__
             with open(os.path.join(out_dir, "diagnostics.json"), "w") as f:
                 json.dump(diag, f, indent=1)
             print("latent_memory diagnostics: " + json.dumps(
-                {m: diag[m] for m in ("recall_at_2", "recall_at_k", "recon_token_acc")}),
-                flush=True)
+                {m: v for m, v in diag.items() if m not in ("n", "em", "f1")}), flush=True)
         print(report.markdown_table(rep), flush=True)
     return rep

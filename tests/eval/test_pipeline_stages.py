@@ -53,6 +53,9 @@ def test_export_index_eval_ask(session):
     assert os.path.getsize(os.path.join(work, "eval", "tradeoff.png")) > 1000
     diag = json.load(open(os.path.join(work, "eval", "diagnostics.json")))
     assert 0.0 <= diag["recall_at_2"] <= 1.0 and 0.0 <= diag["recon_token_acc"] <= 1.0
+    # The demo config indexes with ScaNN even for a small bank and measures it against exact.
+    assert diag["bank_index"] == "ScannIndex"
+    assert abs(diag["bank_recall_at_k"] - diag["bank_recall_at_k_exact_search"]) <= 0.1
     with open(os.path.join(work, "eval", "predictions.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     assert len(rows) == 6 and "latent_memory_bank" in rows[0]
