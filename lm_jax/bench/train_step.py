@@ -58,11 +58,12 @@ MFU = model FLOPs per step / step time / peak. Peak: the accelerator's bf16 dens
 (TPU v4 275, v5e 197, v5p 459, v6e 918; H100 SXM 989, H100 PCIe 756, H200 989, A100 312 TFLOP/s)
 times the device count; on a CPU a peak MEASURED in the same run: the best of a few large float32
 `jnp.dot` timings (all devices of a CPU share its cores, so it is the host's peak), and, when the
-model computes in another dtype, that dtype's measured peak too (`mfu_dtype_peak`).
+model computes in another dtype, that dtype's measured peak too (`mfu_bfloat16_peak`).
 
-Prints one JSON line per measurement (`"bench": "train_step"`): config, flops, compile (lower and
-compile seconds, `memory_analysis` sizes, XLA's own flop count, which includes remat recompute),
-peak, steps (per-step times) and a final summary. Never asserts on time.
+Prints one JSON line per measurement (`"bench": "train_step"`): config, flops, compile (init,
+lower and compile seconds, `memory_analysis` sizes and estimated peak, XLA's own flop count:
+it includes remat recompute and counts a loop body, e.g. the accumulation scan, once), peak,
+steps (per-step times) and a final summary. Never asserts on time.
 """
 
 from __future__ import annotations
