@@ -33,6 +33,7 @@ def _base() -> ml_collections.ConfigDict:
         synthetic=False,        # True: generate the synthetic world instead of reading HotpotQA
         num_train_questions=0,  # synthetic world sizes
         num_eval_questions=0,
+        synthetic_train_worlds=40,  # training questions come from this many independent worlds
         max_drop_fraction=0.01,
         batch_size=32,          # global batch (all hosts together), split into accum_steps
         max_positives=4,

@@ -43,14 +43,16 @@ def load(config, workdir: str) -> DataBundle:
     # final rename; on a directory of their own they build their own copy).
     if d.synthetic:
         from lm_jax.data import synthetic
-        from lm_jax.data.prepare import prepare_synthetic
         from lm_jax.data.tokenizer_train import train_tokenizer
 
         manual = os.path.join(workdir, "data", "raw")
         tokenizer_dir = os.path.join(workdir, "tokenizer")
         if jax.process_index() == 0:
-            report = prepare_synthetic(tfds_dir, manual, d.num_train_questions,
-                                       d.num_eval_questions, seed=config.seed)
+            write_synthetic(manual, d.num_train_questions, d.num_eval_questions,
+                            d.synthetic_train_worlds, config.seed)
+            # Synthetic data is valid by construction: no record may be dropped.
+            report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
+                                     max_drop_fraction=0.0)
             if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer_config.json")):
                 with open(os.path.join(manual, "hotpot_train_v1.1.json")) as f:
                     records = json.load(f)
@@ -67,6 +69,31 @@ def load(config, workdir: str) -> DataBundle:
     train = load_examples(tfds_dir, d.dataset, d.train_split)
     evaluation = load_examples(tfds_dir, d.dataset, d.eval_split)
     return DataBundle(train, evaluation, tokenizer_dir, report)
+
+
+def write_synthetic(manual_dir: str, num_train: int, num_eval: int, train_worlds: int,
+                    seed: int) -> None:
+    """The synthetic splits under the official file names (rewritten only when they change).
+
+    Training questions come from `train_worlds` independent worlds (all from the train half of
+    the name inventory): with one world, its few hundred facts recur in every epoch and a small
+    reader learns to answer from memory instead of from the evidence. Evaluation uses one test
+    world whose entities never occur in training.
+    """
+    from lm_jax.data import synthetic
+
+    os.makedirs(manual_dir, exist_ok=True)
+    per_world = -(-num_train // train_worlds)
+    train = []
+    for w in range(train_worlds):
+        train += synthetic.generate(min(per_world, num_train - len(train)),
+                                    seed * 100_003 + w, "train")
+    for fname, records in (("hotpot_train_v1.1.json", train),
+                           ("hotpot_dev_distractor_v1.json",
+                            synthetic.generate(num_eval, seed, "test"))):
+        path = os.path.join(manual_dir, fname)
+        if not os.path.isfile(path) or open(path).read() != synthetic.dumps(records):
+            synthetic.write(path, records)
 
 
 def _tokenizer_corpus(records):
