@@ -6,7 +6,9 @@
   evaluate(config, workdir)             all methods -> WORKDIR/eval/report.json
   run(config, workdir, "all")           every stage that is not done yet
   ask_question(config, workdir, q)      one question answered from the bank
-Each stage skips itself when its output exists, so rerunning a command resumes.
+Each stage skips itself when its output exists, so rerunning a command resumes. In a
+multi-process run every process calls the same stages, and a stage returns on every process
+only when its output (written by process 0 where it is one file set) is complete.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 
 from absl import logging
 
-from lm_jax.train.loop import prepare, restore_trainable, train_and_evaluate
+from lm_jax.train.loop import prepare, restore_trainable, sync, train_and_evaluate
 
 MODES = ("train", "export", "index", "eval", "all")
 
@@ -46,13 +48,17 @@ def export(config, workdir: str, session: _Session | None = None) -> str:
     from lm_jax.memory.export import export_stage
 
     s = session or _Session(config, workdir)
-    return export_stage(config, workdir, s.runner, s.export_examples())
+    out = export_stage(config, workdir, s.runner, s.export_examples())
+    sync("bank exported")  # process 0 finalizes the bank; the next stage reads it everywhere
+    return out
 
 
 def index(config, workdir: str) -> str:
     from lm_jax.memory.export import index_stage
 
-    return index_stage(config, workdir)
+    out = index_stage(config, workdir)
+    sync("index saved")  # process 0 saves it; evaluation loads it on every process
+    return out
 
 
 def evaluate(config, workdir: str, session: _Session | None = None) -> dict:
