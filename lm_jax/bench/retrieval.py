@@ -119,6 +119,7 @@ def run_scann(keys, queries, singles, exact_idx, args) -> dict:
         num_leaves_to_search=args.num_leaves_to_search,
         reorder_num_neighbors=args.reorder_num_neighbors,
         training_sample_size=args.training_sample_size,
+        spherical=args.spherical, soar_lambda=args.soar_lambda,
     )
     index.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="scann_bench_")
@@ -221,6 +222,8 @@ def main(argv=None) -> dict:
     p.add_argument("--num_leaves_to_search", type=int, default=None)
     p.add_argument("--reorder_num_neighbors", type=int, default=None)
     p.add_argument("--training_sample_size", type=int, default=None)
+    p.add_argument("--spherical", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--soar_lambda", type=float, default=None)
     p.add_argument("--no_faiss", action="store_true")
     p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=True,
                    help="also time ScaNN at 1/4, 1/2, 1 and 2x the default leaves_to_search")
