@@ -439,8 +439,9 @@ class ShardWriter:
         if self._closed:
             return self.shard_dir
         self._flush()
-        if self._dims is None:
-            raise BankError(f"{self.shard_dir}: no items were written to this shard")
+        # A shard may legitimately be empty (more processes than items); its dims are unknown.
+        dims = self._dims or {"num_latent_tokens": None, "hidden_size": None, "key_dim": None,
+                              "id_type": None}
         record = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -450,7 +451,7 @@ class ShardWriter:
             "latent_dtype": self.latent_dtype,
             "items_per_part": self.items_per_part,
             "num_items": sum(p["num_items"] for p in self._parts),
-            **self._dims,
+            **dims,
             "parts": [{"name": p["name"], "num_items": p["num_items"], "files": p["files"]}
                       for p in self._parts],
         }
@@ -548,15 +549,18 @@ def finalize_bank(
             f"(each needs {SHARD_RECORD}; rerun their export)"
         )
     shards, all_ids = [], []
-    first = None
+    first = first_name = None
     for name in names:
         rec = _read_json(os.path.join(root, name, SHARD_RECORD), "shard record")
         dims = {k: rec[k] for k in ("latent_dtype", "num_latent_tokens", "hidden_size", "key_dim",
                                     "id_type")}
-        if first is None:
-            first = dims
+        if rec["num_items"] == 0:
+            if dims["latent_dtype"] != (first or dims)["latent_dtype"]:
+                raise BankError(f"{name}: latent_dtype {dims['latent_dtype']!r} differs")
+        elif first is None:
+            first, first_name = dims, name
         elif dims != first:
-            raise BankError(f"{name}: {dims} differ from {names[0]}: {first}")
+            raise BankError(f"{name}: {dims} differ from {first_name}: {first}")
         for part in rec["parts"]:
             pdir = os.path.join(root, name, part["name"])
             if verify:
@@ -570,6 +574,8 @@ def finalize_bank(
                 dup.append(i)
             seen.add(i)
         raise BankError(f"duplicate ids in {out_dir}: {dup[:5]}{' ...' if len(dup) > 5 else ''}")
+    if first is None:
+        raise BankError(f"cannot finalize {out_dir}: every shard is empty")
     num_items = len(all_ids)
     manifest = {
         "format": FORMAT_NAME,

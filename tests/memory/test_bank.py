@@ -31,7 +31,7 @@ def make_items(n, start=0):
 def encode(pairs):
     """Deterministic per item (seeded by the text), independent of batch composition."""
     lat, keys = [], []
-    for title, text in pairs:
+    for _title, text in pairs:
         rng = np.random.default_rng(int(text.split()[2]))
         lat.append(rng.standard_normal((T, H)).astype(np.float32) * 3.0)
         k = rng.standard_normal(D).astype(np.float32)
@@ -256,3 +256,17 @@ def test_format_version_checked(tmp_path):
     with pytest.raises(BankError, match="format_version 99"):
         LatentBank.load(out)
     assert bank_lib.FORMAT_VERSION == 1
+
+
+def test_empty_shard_is_allowed(tmp_path):
+    out = tmp_path / "b"
+    items = make_items(2)
+    for shard in range(3):  # more shards than items: shard 2 gets nothing
+        export_bank(out, items, encode, 2, shard_index=shard, num_shards=3, progress=False)
+    finalize_bank(out)
+    b = LatentBank.load(out)
+    assert b.ids == ["q0-s0", "q1-s1"] and b.manifest["shards"][2]["num_items"] == 0
+    empty = tmp_path / "empty"
+    export_bank(empty, [], encode, 2, progress=False, finalize=False)
+    with pytest.raises(BankError, match="every shard is empty"):
+        finalize_bank(empty)
