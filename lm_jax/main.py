@@ -49,6 +49,13 @@ def main(argv):
                                     auto=_AUTO_DISTRIBUTED.value)
     config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
     try:
+        if "://" in workdir:
+            # Orbax would write gs:// itself, but the data, bank, metrics and report use POSIX
+            # file I/O: a remote URL would silently become a local directory on every host.
+            raise ConfigError(
+                f"--workdir={workdir}: remote URLs are not supported; mount the bucket (e.g. "
+                "Cloud Storage FUSE: gcsfuse BUCKET /mnt/BUCKET) and pass the mounted path. "
+                "launch/tpu_pod.sh does this for you.")
         if mode == "ask":
             if not _QUESTION.value:
                 raise app.UsageError("--mode=ask needs --question")
