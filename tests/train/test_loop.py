@@ -142,3 +142,9 @@ def test_main_rejects_unknown_key_and_missing_model_path(tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "--config.model.generator" in r.stderr and "missing" in r.stderr
     assert "Traceback" not in r.stderr
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    r = subprocess.run([sys.executable, "-m", "lm_jax.main", "--config=configs/hotpotqa.py:demo",
+                        "--workdir=gs://bucket/run"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "gcsfuse" in r.stderr and "Traceback" not in r.stderr
