@@ -113,13 +113,22 @@ validate_config() {
 # The command that lm_jax runs on every host:
 #   [REMOTE_ENV] PYTHON -m lm_jax.main --config --workdir --mode [ARG...] [EXTRA_ARGS]
 # ARGs (per-host flags, then the pass-through arguments) are quoted; REMOTE_ENV, PYTHON and
-# EXTRA_ARGS are inserted verbatim: they are shell text for the remote shell.
+# EXTRA_ARGS are inserted verbatim: they are shell text for the remote shell. WORKDIR is quoted
+# too, except for a leading literal `$HOME/`: that one is written --workdir="$HOME/..." so that
+# the remote shell expands it (a `~` would stay literal after `--workdir=`).
 #   lm_jax_cmd PYTHON CONFIG WORKDIR MODE EXTRA_ARGS [ARG...]
 lm_jax_cmd() {
   local python=$1 config=$2 workdir=$3 mode=$4 extra=$5
   shift 5
-  local cmd
-  cmd="$python -m lm_jax.main $(cmd_line "--config=$config" "--workdir=$workdir" "--mode=$mode" "$@")"
+  local cmd wd
+  if [[ $workdir == "\$HOME/"* ]]; then
+    [[ ${workdir#"\$HOME/"} =~ ^[A-Za-z0-9_@%+=:,./-]*$ ]] ||
+      fail "workdir '$workdir': only plain characters may follow \$HOME/"
+    wd="--workdir=\"$workdir\""
+  else
+    wd=$(cmd_line "--workdir=$workdir")
+  fi
+  cmd="$python -m lm_jax.main $(cmd_line "--config=$config") $wd $(cmd_line "--mode=$mode" "$@")"
   if [[ -n ${REMOTE_ENV:-} ]]; then cmd="$REMOTE_ENV $cmd"; fi
   if [[ -n $extra ]]; then cmd+=" $extra"; fi
   printf '%s' "$cmd"
