@@ -141,7 +141,8 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 20
     c.optim.accum_steps = 1
     c.pretrain_generator.update(dict(enabled=True, total_steps=400, batch_size=16,
-                                     learning_rate=3e-3, max_len=160, max_contexts=4))
+                                     learning_rate=3e-3, max_len=160, max_contexts=4,
+                                     lm_weight=1.0))
     c.eval.num_questions = 200
     c.eval.val_questions = 64
     c.eval.max_new_tokens = 8
