@@ -15,11 +15,19 @@ Creates a Cloud TPU VM (a single host or a multi-host pod slice), installs lm_ja
 and runs `python -m lm_jax.main` on all workers at once. Every worker runs the same command; on
 a multi-host slice it gets --auto_distributed, and jax.distributed finds the other workers itself.
 
+A gs://BUCKET/PATH workdir is mounted on every worker with Cloud Storage FUSE (gcsfuse) at
+~/gcs/BUCKET, and lm_jax gets the mounted path, --workdir=$HOME/gcs/BUCKET/PATH: lm_jax writes
+its checkpoints with Orbax but everything else (metrics, data, bank, index, eval report) with
+plain file I/O, so it takes no gs:// URL.
+
 Commands:
   create   gcloud compute tpus tpu-vm create NAME (skipped when NAME already exists and is READY)
-  setup    on every worker (--worker=all): fetch the repository (git clone of a URL, or a copy of a
-           local directory via scp), create a Python venv and pip-install jax[tpu] and lm_jax
-  run      start `python -m lm_jax.main --config=CONFIG --workdir=WORKDIR --mode=MODE` on all
+  setup    on every worker (--worker=all): install Cloud Storage FUSE (gcsfuse, from Google's apt
+           repository; skipped where it is installed), fetch the repository (git clone of a URL,
+           or a copy of a local directory via scp), create a Python venv and pip-install jax[tpu]
+           and lm_jax
+  run      mount the gs:// WORKDIR's bucket on every worker (unless mounted already), then start
+           `python -m lm_jax.main --config=CONFIG --workdir=$HOME/gcs/BUCKET/PATH --mode=MODE` on all
            workers, detached (it survives this terminal), then follow the logs: worker 0 is shown
            here and every worker's log is written to LOG_DIR/worker-<i>.log. Ctrl-C stops following,
            not the run. Re-running the same command after a preemption resumes from WORKDIR.
@@ -41,7 +49,8 @@ Options (each can also be set by the environment variable in brackets; flags win
   --spot                 create a Spot TPU VM (cheaper; can be preempted)       [SPOT=1]
   --preemptible          create a preemptible TPU VM (the older model)          [PREEMPTIBLE=1]
   --workdir gs://B/P     checkpoints, exports, indexes, eval results. Must be gs:// on multi-host
-                         slices (every worker writes to it)                     [WORKDIR]
+                         slices (every worker writes to it); run mounts bucket B at ~/gcs/B on
+                         every worker and passes --workdir=$HOME/gcs/B/P        [WORKDIR]
   --config PATH[:ARG]    config file, relative to the repository (default: configs/hotpotqa.py)
                                                                                 [CONFIG]
   --mode MODE            train|export|index|eval|all|ask (default: all)         [MODE]
@@ -75,6 +84,9 @@ Environment only:
   REMOTE_VENV    venv directory on the workers, relative to the home (default: lm_jax_venv)
   REMOTE_ENV     shell assignments put before the command on every worker, verbatim,
                  e.g. 'HF_HOME=/mnt/disk/hf TF_CPP_MIN_LOG_LEVEL=2'
+  GCSFUSE_FLAGS  gcsfuse flags for the mount; replace the default
+                 '--implicit-dirs --rename-dir-limit=200000 --metadata-cache-ttl-secs=0
+                 --metadata-cache-negative-ttl-secs=0' (empty: gcsfuse's own defaults)
 
 On every worker, the run's log, pid and exit status are in ~/lm_jax_run/{log,pid,rc}.
 
@@ -117,6 +129,10 @@ CREATE_FLAGS=${CREATE_FLAGS:-}
 REMOTE_DIR=${REMOTE_DIR:-lm_jax}
 REMOTE_VENV=${REMOTE_VENV:-lm_jax_venv}
 REMOTE_ENV=${REMOTE_ENV:-}
+# Orbax commits a checkpoint on a local path by renaming its temporary directory, which gcsfuse
+# refuses on a flat bucket unless the directory has fewer descendants than --rename-dir-limit.
+# No metadata caching: every worker must see at once what another one wrote.
+GCSFUSE_FLAGS=${GCSFUSE_FLAGS-"--implicit-dirs --rename-dir-limit=200000 --metadata-cache-ttl-secs=0 --metadata-cache-negative-ttl-secs=0"}
 DETACH=0
 YES=0
 COMMAND=""
@@ -125,6 +141,8 @@ PASSTHROUGH=()
 # Paths on the workers are written in the remote shell's syntax: '~' expands there, not here.
 RHOME='~'
 STATE_DIR=$RHOME/lm_jax_run
+# Where a gs://BUCKET workdir is mounted on the workers: $RHOME/gcs/BUCKET.
+GCS_MOUNT_DIR=gcs
 REMOTE_TARBALL=lm_jax-src.tar.gz
 
 parse_args() {
@@ -255,8 +273,9 @@ validate_run() {  # before the worker count is known
   [[ -n $WORKDIR ]] || die "missing workdir: pass --workdir or set WORKDIR (e.g. gs://my-bucket/lm_jax/hotpotqa)"
   [[ ! $WORKDIR =~ [[:space:]] ]] || die "workdir '$WORKDIR' must not contain white space"
   if [[ $WORKDIR == gs://* ]]; then
-    [[ $WORKDIR =~ ^gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9](/.*)?$ ]] ||
-      die "invalid Cloud Storage workdir '$WORKDIR' (expected gs://BUCKET/PATH)"
+    [[ $WORKDIR =~ ^gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9](/[A-Za-z0-9_@%+=:,./-]*)?$ &&
+      ! $WORKDIR =~ /\.\.(/|$) ]] ||
+      die "invalid Cloud Storage workdir '$WORKDIR' (expected gs://BUCKET/PATH, PATH in letters, digits and _ . / - @ % + = : , with no '..' component)"
   fi
   validate_config "$CONFIG"
   validate_mode "$MODE"
@@ -350,6 +369,19 @@ cmd_create() {
   run_cmd "${GCLOUD_TPU[@]}" create "$TPU_NAME" "${LOCATION[@]}" "${flags[@]}" "${extra[@]}"
 }
 
+# Remote shell text that installs Cloud Storage FUSE unless it is there, as Google documents it for
+# Ubuntu: the gcsfuse-<codename> apt repository, signed with the packages.cloud.google.com key.
+# apt waits for the dpkg lock (a fresh VM may be running unattended-upgrades).
+remote_gcsfuse_install_cmd() {
+  local key=/usr/share/keyrings/cloud.google.asc apt="apt-get -o DPkg::Lock::Timeout=600"
+  printf '%s' "if ! command -v gcsfuse >/dev/null; then " \
+    "GCSFUSE_REPO=gcsfuse-\$(lsb_release -c -s); " \
+    "echo \"deb [signed-by=$key] https://packages.cloud.google.com/apt \$GCSFUSE_REPO main\" | sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null; " \
+    "sudo curl -fsSL -o $key https://packages.cloud.google.com/apt/doc/apt-key.gpg; " \
+    "sudo $apt update -qq; sudo DEBIAN_FRONTEND=noninteractive $apt install -y -qq gcsfuse; fi; " \
+    "gcsfuse --version"
+}
+
 # Remote shell text that installs uv if needed, makes the venv and installs jax + lm_jax.
 remote_install_cmd() {
   local venv="$RHOME/$REMOTE_VENV" dir="$RHOME/$REMOTE_DIR"
@@ -386,7 +418,7 @@ cmd_setup() {
     fetch="rm -rf $dir; git clone --quiet $(shquote "$REPO_SOURCE") $dir"
     [[ -n $REPO_REF ]] && fetch+="; git -C $dir checkout --quiet $(shquote "$REPO_REF")"
   fi
-  ssh_argv all "set -e; $fetch; $(remote_install_cmd)"
+  ssh_argv all "set -e; $(remote_gcsfuse_install_cmd); $fetch; $(remote_install_cmd)"
   run_cmd "${SSH_ARGV[@]}"
 }
 
@@ -399,15 +431,35 @@ cmd_follow() {
   follow_all worker "$LOG_DIR" follow_builder "${INDICES[@]}"
 }
 
+# Remote shell text that mounts BUCKET at MOUNT_POINT (a remote path: `~` expands there) with
+# gcsfuse unless it is mounted already; gcsfuse goes on in the background after this ssh session.
+remote_mount_cmd() {  # BUCKET MOUNT_POINT
+  local bucket=$1 mnt=$2 gcsfuse
+  local -a flags=()
+  read -ra flags <<< "$GCSFUSE_FLAGS"  # word-split on purpose: a list of flags
+  gcsfuse="$(cmd_line gcsfuse "${flags[@]}" "$bucket") $mnt"
+  printf '%s' "set -e; mkdir -p $mnt; if ! mountpoint -q $mnt; then " \
+    "if ! command -v gcsfuse >/dev/null; then echo \"gcsfuse is not installed on \$(hostname): run $PROG setup first\" >&2; exit 5; fi; " \
+    "$gcsfuse || { echo \"cannot mount gs://$bucket at $mnt on \$(hostname): does the bucket exist, and can the TPU VM service account read and write it?\" >&2; exit 5; }; fi"
+}
+
 cmd_run() {
-  local command
+  local command workdir=$WORKDIR mount=""
   local -a flags=()
   # Multi-host: let jax.distributed.initialize() find the other workers (recommended on TPU pods).
   ((N_WORKERS > 1)) && flags+=(--auto_distributed)
-  command=$(lm_jax_cmd "$RHOME/$REMOTE_VENV/bin/python" "$CONFIG" "$WORKDIR" "$MODE" "$EXTRA_ARGS" \
+  if [[ $WORKDIR == gs://* ]]; then
+    # lm_jax writes with POSIX file I/O: it gets the bucket's mount point, the same on every worker.
+    local url=${WORKDIR#gs://} bucket
+    bucket=${url%%/*}
+    mount="$(remote_mount_cmd "$bucket" "$RHOME/$GCS_MOUNT_DIR/$bucket"); "
+    workdir="\$HOME/$GCS_MOUNT_DIR/$bucket${url#"$bucket"}"
+    dry_comment "mount gs://$bucket at $RHOME/$GCS_MOUNT_DIR/$bucket on every worker (Cloud Storage FUSE); WORKDIR $WORKDIR is $workdir there"
+  fi
+  command=$(lm_jax_cmd "$RHOME/$REMOTE_VENV/bin/python" "$CONFIG" "$workdir" "$MODE" "$EXTRA_ARGS" \
     "${flags[@]}" "${PASSTHROUGH[@]}")
   dry_comment "run on all $N_WORKERS workers: $command"
-  ssh_argv all "$(remote_start_cmd "$STATE_DIR" "$RHOME/$REMOTE_DIR" "$command")"
+  ssh_argv all "$mount$(remote_start_cmd "$STATE_DIR" "$RHOME/$REMOTE_DIR" "$command")"
   run_cmd "${SSH_ARGV[@]}" ||
     fail "starting lm_jax failed on some worker (see above); those that started wait for the others at jax.distributed initialization: '$PROG stop' stops them"
   if [[ $DETACH == 1 ]]; then

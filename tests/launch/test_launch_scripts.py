@@ -1,6 +1,7 @@
 """launch/: shellcheck, the --dry-run command sequences, input validation, and the real code paths
-end to end against fake `gcloud`, `ssh`, `uv`, `srun` and `scontrol`, which run the "remote"
-commands here, with one home directory per host. Nothing reaches Google Cloud or another machine.
+end to end against fake `gcloud`, `ssh`, `uv`, `sudo`, `gcsfuse`, `srun` and `scontrol`, which run
+the "remote" commands here, with one home directory per host. Nothing reaches Google Cloud or
+another machine, and nothing is installed or mounted.
 """
 
 import os
@@ -26,10 +27,15 @@ SBATCH = LAUNCH / "slurm.sbatch"
 # Every variable the scripts read, so that the developer's own environment cannot leak in.
 SCRIPT_ENV_VARS = """PROJECT ZONE TPU_NAME ACCELERATOR RUNTIME_VERSION SPOT PREEMPTIBLE WORKDIR
 CONFIG MODE REPO_SOURCE REPO_REF JAX_SPEC PYTHON_VERSION EXTRA_ARGS NUM_WORKERS FOLLOW_WORKERS
-LOG_DIR SSH_FLAGS CREATE_FLAGS REMOTE_DIR REMOTE_VENV DRY_RUN HOSTS_FILE COORDINATOR_PORT
-COORDINATOR_ADDRESS REMOTE_PYTHON JOB_NAME FOLLOW_HOSTS SSH SSH_OPTS PYTHON""".split()
+LOG_DIR SSH_FLAGS CREATE_FLAGS REMOTE_DIR REMOTE_VENV REMOTE_ENV GCSFUSE_FLAGS DRY_RUN HOSTS_FILE
+COORDINATOR_PORT COORDINATOR_ADDRESS REMOTE_PYTHON JOB_NAME FOLLOW_HOSTS SSH SSH_OPTS PYTHON""".split()
 
 BUCKET_DIR = "gs://my-bucket/lm_jax/hotpotqa"
+# What lm_jax gets on a TPU worker for BUCKET_DIR: the bucket's Cloud Storage FUSE mount point,
+# with $HOME left for the worker's shell to expand.
+MOUNTED_DIR = "$HOME/gcs/my-bucket/lm_jax/hotpotqa"
+GCSFUSE_FLAGS = ("--implicit-dirs --rename-dir-limit=200000 --metadata-cache-ttl-secs=0 "
+                 "--metadata-cache-negative-ttl-secs=0")
 
 
 def find_shellcheck() -> str:
@@ -177,21 +183,39 @@ def test_tpu_dry_run_all_prints_the_full_sequence(env, tmp_path, cwd):
 
     assert setup[:8] == [*tpu_vm, "ssh", "lm-jax", *loc] and "--worker=all" in setup
     remote = flag(setup, "--command")
+    # Cloud Storage FUSE first, from Google's apt repository, unless the worker has it already.
+    assert remote.startswith("set -e; if ! command -v gcsfuse >/dev/null; then "
+                             "GCSFUSE_REPO=gcsfuse-$(lsb_release -c -s); echo \"deb "
+                             "[signed-by=/usr/share/keyrings/cloud.google.asc] "
+                             "https://packages.cloud.google.com/apt $GCSFUSE_REPO main\" | "
+                             "sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null; "
+                             "sudo curl -fsSL -o /usr/share/keyrings/cloud.google.asc "
+                             "https://packages.cloud.google.com/apt/doc/apt-key.gpg; "), remote
+    assert "install -y -qq gcsfuse; fi; gcsfuse --version; rm -rf ~/lm_jax;" in remote
     assert "tar -xzf ~/lm_jax-src.tar.gz -C ~/lm_jax" in remote
     assert "uv venv --allow-existing --python 3.11 ~/lm_jax_venv" in remote
     assert "uv pip install --python ~/lm_jax_venv/bin/python 'jax[tpu]' -e ~/lm_jax" in remote
 
     assert start[:8] == [*tpu_vm, "ssh", "lm-jax", *loc] and "--worker=all" in start
     remote = flag(start, "--command")
+    # Every worker mounts the bucket (unless it is mounted already), then starts the run in it.
+    assert remote.startswith(
+        "set -e; mkdir -p ~/gcs/my-bucket; if ! mountpoint -q ~/gcs/my-bucket; then "
+    ), remote
+    assert f"gcsfuse {GCSFUSE_FLAGS} my-bucket ~/gcs/my-bucket || " in remote
+    assert remote.index("gcsfuse --implicit-dirs") < remote.index("setsid nohup")
     assert "cd ~/lm_jax;" in remote and "> ~/lm_jax_run/log 2>&1" in remote
-    # Two levels of quoting (local shell, then the remote `bash -c`) give back the exact argv.
+    # Two levels of quoting (local shell, then the remote `bash -c`) give back the exact argv;
+    # $HOME is double-quoted there, so the worker's shell expands it.
+    assert '--workdir="$HOME/gcs/my-bucket/lm_jax/hotpotqa"' in remote
     inner = nohup_inner(remote)
     assert inner[:10] == [
         "export", "PYTHONUNBUFFERED=1;", "~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
-        "--config=configs/hotpotqa.py", f"--workdir={BUCKET_DIR}", "--mode=all",
+        "--config=configs/hotpotqa.py", f"--workdir={MOUNTED_DIR}", "--mode=all",
         "--auto_distributed", "--config.total_steps=10",
     ]
     assert inner[10] == "it's quoted;"
+    assert os.environ["HOME"] not in proc.stdout  # nothing expanded here
 
     # v4-64: 8 hosts, each followed into its own log; worker 0 is streamed with tee.
     assert mkdir == ["mkdir", "-p", "launch_logs/lm-jax"]
@@ -213,6 +237,7 @@ def test_tpu_settings_from_environment_and_flags_win(env, tmp_path, cwd):
         CONFIG="configs/hotpotqa.py:demo", MODE="train", EXTRA_ARGS="--config.seed=3",
         REPO_SOURCE="https://github.com/example/lm_jax.git", REPO_REF="v0.1.0",
         SSH_FLAGS="--internal-ip", JAX_SPEC="jax[tpu]==0.10.0", REMOTE_ENV="HF_HOME=/mnt/hf",
+        GCSFUSE_FLAGS="--implicit-dirs --billing-project=p-1",
     )
     assert proc.returncode == 0, proc.stderr
     cmds = commands(proc.stdout)
@@ -228,9 +253,11 @@ def test_tpu_settings_from_environment_and_flags_win(env, tmp_path, cwd):
     assert "git clone --quiet https://github.com/example/lm_jax.git ~/lm_jax" in remote
     assert "git -C ~/lm_jax checkout --quiet v0.1.0" in remote
     assert "'jax[tpu]==0.10.0' -e ~/lm_jax" in remote
-    inner = nohup_inner(flag(cmds[2], "--command"))
+    start = flag(cmds[2], "--command")
+    assert "gcsfuse --implicit-dirs --billing-project=p-1 bkt ~/gcs/bkt || " in start
+    inner = nohup_inner(start)
     assert inner[2:11] == ["HF_HOME=/mnt/hf", "~/lm_jax_venv/bin/python", "-m", "lm_jax.main",
-                           "--config=configs/hotpotqa.py:demo", "--workdir=gs://bkt/run-7",
+                           "--config=configs/hotpotqa.py:demo", "--workdir=$HOME/gcs/bkt/run-7",
                            "--mode=train", "--auto_distributed", "--config.seed=3;"]
     # v5p-32: 4 hosts.
     assert sorted(flag(c, "--worker") for c in cmds[4:-1]) == ["0", "1", "2", "3"]
@@ -278,6 +305,8 @@ def test_tpu_dry_run_stop_and_delete_commands(env, tmp_path, cwd):
         (["--workdir", "/tmp/run", "run"], {}, "WORKDIR must start with gs://"),
         (["--workdir", "runs/x", "--accelerator", "v4-64", "all"], {}, "must start with gs://"),
         (["--workdir", "gs://x/run", "run"], {}, "invalid Cloud Storage workdir"),
+        (["--workdir", "gs://my-bucket/a/../b", "run"], {}, "no '..' component"),
+        (["--workdir", "gs://my-bucket/it's", "run"], {}, "invalid Cloud Storage workdir"),
         (["--accelerator", "tpu-big", "create"], {}, "invalid accelerator type"),
         (["--accelerator", "v9x-8", "create"], {}, "no default runtime version"),
         (["--spot", "--preemptible", "create"], {}, "exclude each other"),
@@ -322,8 +351,11 @@ def test_tpu_single_host_local_workdir_only_warns(env, tmp_path, cwd):
     assert "warning" in proc.stderr and "prefer gs://" in proc.stderr
     cmds = commands(proc.stdout)
     assert len([c for c in cmds if "--worker=0" in c]) == 1
-    # One host: no jax.distributed to initialize.
-    assert "--auto_distributed" not in nohup_inner(flag(cmds[0], "--command"))
+    start = flag(cmds[0], "--command")
+    # One host: no jax.distributed to initialize; a local workdir: nothing to mount.
+    assert "--auto_distributed" not in nohup_inner(start)
+    assert "--workdir=/home/me/run" in nohup_inner(start)
+    assert "gcsfuse" not in start and "mountpoint" not in start
 
 
 # --------------------------------------------------------------- tpu_pod against a fake gcloud
@@ -332,6 +364,8 @@ FAKE_GCLOUD = """
 #!/usr/bin/env bash
 # Fake `gcloud compute tpus tpu-vm`: records every call; ssh/scp act on $FAKE_ROOT/worker-<i>,
 # the home directory of TPU worker i; describe answers from $FAKE_STATE and $FAKE_ACCELERATOR.
+# A worker's PATH starts with its own $HOME/usr/bin, where (fake) apt installs gcsfuse, and has
+# no other gcsfuse: one installed on this machine must not count.
 set -uo pipefail
 printf '%s\\n' "$*" >> "$FAKE_ROOT/gcloud_calls"
 [[ "$1 $2 $3" == "compute tpus tpu-vm" ]] || { echo "fake gcloud: unexpected: $*" >&2; exit 98; }
@@ -349,6 +383,15 @@ done
 workers() {
   if [[ $worker == all ]]; then seq 0 $((FAKE_WORKERS - 1)); else echo "$worker"; fi
 }
+on_worker() {  # I COMMAND: run COMMAND on worker I
+  local home=$FAKE_ROOT/worker-$1 path d
+  local -a dirs
+  path=$home/usr/bin
+  IFS=: read -ra dirs <<< "$PATH"
+  for d in "${dirs[@]}"; do [[ -x $d/gcsfuse ]] || path+=:$d; done
+  mkdir -p "$home"
+  cd "$home" && HOME=$home PATH=$path exec bash -c "$2"
+}
 case $verb in
   describe)
     [[ -f $FAKE_ROOT/created ]] && FAKE_STATE=${FAKE_STATE:-READY}
@@ -365,15 +408,11 @@ case $verb in
       cp "${pos[0]}" "$FAKE_ROOT/worker-$w/${pos[1]#*:}"
     done ;;
   ssh)
-    if [[ $worker != all ]]; then
-      mkdir -p "$FAKE_ROOT/worker-$worker"
-      cd "$FAKE_ROOT/worker-$worker" && HOME=$FAKE_ROOT/worker-$worker exec bash -c "$command"
-    fi
+    [[ $worker == all ]] || on_worker "$worker" "$command"
     # --worker=all: concurrently on the workers, as gcloud does
     pids=()
     for w in $(workers); do
-      mkdir -p "$FAKE_ROOT/worker-$w"
-      (cd "$FAKE_ROOT/worker-$w" && HOME=$FAKE_ROOT/worker-$w exec bash -c "$command") &
+      on_worker "$w" "$command" &
       pids+=("$!")
     done
     rc=0
@@ -394,11 +433,46 @@ if [[ $1 == venv ]]; then
 #!/usr/bin/env bash
 if [[ $1 == -c ]]; then echo "import check ok on $HOME"; exit 0; fi
 echo "fake python in $PWD as $HOME: $*"
+MARK
 sleep "${FAKE_SLEEP:-0}"
 exit "${FAKE_RC:-0}"
 PY
   chmod +x "$dir/bin/python"
 fi
+"""
+
+# The fake python of FAKE_UV leaves a file named after its worker in its --workdir.
+FAKE_PYTHON_MARK = """
+for a in "$@"; do
+  if [[ $a == --workdir=* ]]; then mkdir -p "${a#*=}" && touch "${a#*=}/ran-on-${HOME##*/}"; fi
+done
+"""
+
+# Fake sudo on a fake TPU worker: runs nothing as root. It records each command (and what is piped
+# into `tee`) in $HOME/sudo_calls; `apt-get ... install ... gcsfuse` copies the fake gcsfuse into
+# the worker's $HOME/usr/bin, which is on its PATH.
+FAKE_SUDO = """
+#!/usr/bin/env bash
+printf 'sudo %s\\n' "$*" >> "$HOME/sudo_calls"
+case " $* " in
+  *" tee "*) cat >> "$HOME/sudo_calls" ;;
+  *" apt-get "*" install "*" gcsfuse ") mkdir -p "$HOME/usr/bin" && cp "$FAKE_GCSFUSE" "$HOME/usr/bin/" ;;
+esac
+"""
+
+# Fake `gcsfuse [FLAGS...] BUCKET DIR`: records its arguments in $HOME/gcsfuse_calls and "mounts"
+# BUCKET by turning the empty DIR into a symbolic link to $FAKE_ROOT/buckets/BUCKET, which all
+# workers share, as they share the real bucket. The fake `mountpoint` takes such a link for a mount.
+FAKE_GCSFUSE = """
+#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "$HOME/gcsfuse_calls"
+if [[ $1 == --version ]]; then echo "gcsfuse version 0.0.0 (fake)"; exit 0; fi
+bucket=${@: -2:1} dir=${!#}
+mkdir -p "$FAKE_ROOT/buckets/$bucket" && rmdir "$dir" && ln -s "$FAKE_ROOT/buckets/$bucket" "$dir"
+"""
+FAKE_MOUNTPOINT = """
+#!/usr/bin/env bash
+[[ -L ${!#} ]]
 """
 
 
@@ -429,7 +503,17 @@ def fake_tpu(env, tmp_path):
     root.mkdir()
     bin_dir = tmp_path / "bin"
     write_exe(bin_dir / "gcloud", FAKE_GCLOUD)
-    write_exe(bin_dir / "uv", FAKE_UV)
+    write_exe(bin_dir / "uv", FAKE_UV.replace("MARK\n", FAKE_PYTHON_MARK.lstrip()))
+    write_exe(bin_dir / "sudo", FAKE_SUDO)
+    write_exe(bin_dir / "mountpoint", FAKE_MOUNTPOINT)
+    write_exe(bin_dir / "lsb_release", "#!/usr/bin/env bash\necho jammy\n")
+    for name in ("apt-get", "curl"):  # only ever through (fake) sudo
+        write_exe(bin_dir / name, f"""
+            #!/usr/bin/env bash
+            echo "{name} was called: $*" >> "{tmp_path}/forbidden_calls"
+            exit 99
+            """)
+    gcsfuse = write_exe(tmp_path / "gcsfuse", FAKE_GCSFUSE)
     src = tmp_path / "src"
     (src / "lm_jax").mkdir(parents=True)
     (src / "lm_jax" / "__init__.py").write_text('__version__ = "0.1.0"\n')
@@ -438,11 +522,13 @@ def fake_tpu(env, tmp_path):
     (src / "configs" / "hotpotqa.py").write_text("# config\n")
     (src / "workdir_local").mkdir()  # excluded from the archive
     e = dict(env, FAKE_ROOT=str(root), FAKE_WORKERS="4", FAKE_ACCELERATOR="v5p-32",
-             PROJECT="my-proj", ZONE="us-east5-a", REPO_SOURCE=str(src), WORKDIR=BUCKET_DIR)
+             FAKE_GCSFUSE=str(gcsfuse), PROJECT="my-proj", ZONE="us-east5-a",
+             REPO_SOURCE=str(src), WORKDIR=BUCKET_DIR)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     yield root, e, cwd
     kill_runs(root)
+    assert not (tmp_path / "forbidden_calls").exists(), (tmp_path / "forbidden_calls").read_text()
 
 
 def test_tpu_all_end_to_end_against_fake_gcloud(fake_tpu):
@@ -454,21 +540,42 @@ def test_tpu_all_end_to_end_against_fake_gcloud(fake_tpu):
     assert calls[0].startswith("compute tpus tpu-vm describe lm-jax")
     assert calls[1] == ("compute tpus tpu-vm create lm-jax --zone=us-east5-a --project=my-proj "
                         "--accelerator-type=v5p-32 --version=v2-alpha-tpuv5 --spot")
+    bucket = root / "buckets" / "my-bucket"
     for w in range(4):
         home = root / f"worker-{w}"
-        # setup: the source arrived and was unpacked (without the local workdir), uv made the venv
+        # setup: gcsfuse came from Google's apt repository for the worker's Ubuntu release
+        sudo_calls = (home / "sudo_calls").read_text().splitlines()
+        assert sudo_calls == [
+            "sudo tee /etc/apt/sources.list.d/gcsfuse.list",
+            "deb [signed-by=/usr/share/keyrings/cloud.google.asc] "
+            "https://packages.cloud.google.com/apt gcsfuse-jammy main",
+            "sudo curl -fsSL -o /usr/share/keyrings/cloud.google.asc "
+            "https://packages.cloud.google.com/apt/doc/apt-key.gpg",
+            "sudo apt-get -o DPkg::Lock::Timeout=600 update -qq",
+            "sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y "
+            "-qq gcsfuse",
+        ]
+        # the source arrived and was unpacked (without the local workdir), uv made the venv
         assert (home / "lm_jax" / "configs" / "hotpotqa.py").exists()
         assert not (home / "lm_jax" / "workdir_local").exists()
         assert not (home / "lm_jax-src.tar.gz").exists()
         uv_calls = (home / "uv_calls").read_text()
         assert "pip install --python" in uv_calls and "jax[tpu] -e" in uv_calls
-        # run: each worker ran the same command in the repository; its log came back here
+        # run: the bucket was mounted at ~/gcs/my-bucket
+        assert (home / "gcsfuse_calls").read_text().splitlines() == [
+            "--version", f"{GCSFUSE_FLAGS} my-bucket {home}/gcs/my-bucket"]
+        assert (home / "gcs" / "my-bucket").resolve() == bucket
+        # each worker ran the same command in the repository, with its own $HOME expanded
+        # there; its log came back here
         log = (cwd / "launch_logs" / "lm-jax" / f"worker-{w}.log").read_text()
         assert (f"fake python in {home}/lm_jax as {home}: -m lm_jax.main "
-                f"--config=configs/hotpotqa.py --workdir={BUCKET_DIR} --mode=all "
-                "--auto_distributed --config.total_steps=5") in log, log
+                f"--config=configs/hotpotqa.py --workdir={home}/gcs/my-bucket/lm_jax/hotpotqa "
+                "--mode=all --auto_distributed --config.total_steps=5") in log, log
         assert "exited with status 0]" in log
         assert (home / "lm_jax_run" / "rc").read_text().strip() == "0"
+    # All workers wrote into the one bucket.
+    assert sorted(p.name for p in (bucket / "lm_jax" / "hotpotqa").iterdir()) == [
+        f"ran-on-worker-{w}" for w in range(4)]
     assert "import check ok" in proc.stdout
     assert "worker 3: ok" in proc.stderr
     assert time.monotonic() - t0 < 15
@@ -481,6 +588,10 @@ def test_tpu_run_reports_a_failing_worker_and_existing_tpu_is_reused(fake_tpu):
     assert proc.returncode == 0 and "already exists and is READY" in proc.stderr
     assert "create" not in (root / "gcloud_calls").read_text()
     assert run(TPU, "setup", env=e, cwd=cwd).returncode == 0
+    # Setup again: gcsfuse is there now, so apt is left alone.
+    sudo_calls = (root / "worker-0" / "sudo_calls").read_text()
+    assert run(TPU, "setup", env=e, cwd=cwd).returncode == 0
+    assert (root / "worker-0" / "sudo_calls").read_text() == sudo_calls
     proc = run(TPU, "run", env=e, cwd=cwd)
     assert proc.returncode == 3, proc.stderr
     assert "worker 2: exit status 3" in proc.stderr
@@ -516,6 +627,9 @@ def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
 
     proc = run(TPU, "run", env=e, cwd=cwd)
     assert proc.returncode != 0 and "already running" in proc.stderr
+    for w in range(2):  # the bucket was mounted once: the second run found it mounted
+        mounts = (root / f"worker-{w}" / "gcsfuse_calls").read_text().splitlines()
+        assert [m.endswith("my-bucket") for m in mounts] == [False, True], mounts
 
     status = run(TPU, "status", env=e, cwd=cwd)
     assert status.returncode == 0 and status.stdout.count(": running (pid") == 2
@@ -525,6 +639,18 @@ def test_tpu_detach_status_stop_and_refusing_a_second_run(fake_tpu):
     assert all(is_gone(pid) for pid in pids)
     proc = run(TPU, "logs", env=e, cwd=cwd)
     assert proc.returncode == 1 and "ended without an exit status" in proc.stdout
+
+
+def test_tpu_run_without_gcsfuse_says_to_run_setup(fake_tpu):
+    root, e, cwd = fake_tpu
+    e = dict(e, FAKE_STATE="READY", NUM_WORKERS="2", FAKE_WORKERS="2")
+    for w in range(2):
+        (root / f"worker-{w}" / "lm_jax").mkdir(parents=True)
+    proc = run(TPU, "--detach", "run", env=e, cwd=cwd)
+    assert proc.returncode == 1, proc.stderr
+    assert "gcsfuse is not installed on" in proc.stderr and "setup first" in proc.stderr
+    assert "starting lm_jax failed on some worker" in proc.stderr
+    assert not list(root.glob("worker-*/lm_jax_run/pid")), "a run started without its workdir"
 
 
 def session_processes(sid: int) -> list[str]:
