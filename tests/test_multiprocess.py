@@ -129,7 +129,7 @@ def _check_losses_and_params(runs):
         # loss, loss_recon, loss_contrast: 1e-4 relative. loss_distill is ~3e-5 here (random
         # teacher = student), so its float32 rounding is checked in absolute terms.
         np.testing.assert_allclose(b[:3], a[:3], rtol=1e-4, err_msg=f"step {step}")
-        np.testing.assert_allclose(b[3], a[3], rtol=1e-4, atol=1e-7, err_msg=f"step {step}")
+        np.testing.assert_allclose(b[3], a[3], rtol=1e-4, atol=5e-7, err_msg=f"step {step}")
     # The iterators stopped at the same global batch (the state is in global batches).
     assert one["data_state"] == two["data_state"]
     assert p_one.keys() == p_two.keys() and len(p_one) > 0
