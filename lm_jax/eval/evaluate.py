@@ -26,6 +26,7 @@ from lm_jax.eval import bm25, metrics
 from lm_jax.hf.tokenizer import encode
 from lm_jax.models.generate import greedy_generate
 from lm_jax.models.prompts import Prompt, PromptBuilder, pad_prompts
+from lm_jax.sharding import replicated
 from lm_jax.train.batches import supporting_texts
 
 TEXT_METHODS = ("no_retrieval", "full_context", "bm25_rag", "oracle")
@@ -45,7 +46,7 @@ class Runner:
 
     def __init__(self, model, comp_tok, gen_tok, trainable, frozen, *, max_evidence_len: int,
                  max_question_len: int, max_new_tokens: int, batch_size: int,
-                 max_prompt_len: int):
+                 max_prompt_len: int, mesh=None):
         self.model, self.comp_tok, self.gen_tok = model, comp_tok, gen_tok
         self.trainable, self.frozen = trainable, frozen
         self.max_evidence_len, self.max_question_len = max_evidence_len, max_question_len
@@ -56,16 +57,21 @@ class Runner:
         eos = gen_tok.eos_token_id
         self.eos_id = model.config.generator.eos_token_id if eos is None else eos
 
-        @jax.jit
+        # Outputs come back replicated, so every process can read them even when the
+        # parameters are sharded across hosts.
+        jit = functools.partial(jax.jit, out_shardings=replicated(mesh)) if mesh is not None \
+            else jax.jit
+
+        @jit
         def _encode_items(trainable, frozen, ids, mask):
             z = model.encode_evidence(trainable, frozen, ids, mask)
             return z, model.retrieval_keys(trainable, z)
 
-        @jax.jit
+        @jit
         def _encode_queries(trainable, frozen, ids, mask):
             return model.encode_query(trainable, frozen, ids, mask)
 
-        @functools.partial(jax.jit, static_argnums=(7,))
+        @functools.partial(jit, static_argnums=(7,))
         def _generate(trainable, frozen, ids, mask, slot_item, slot_tok, z_items, with_latents):
             embeds = emask = None
             if with_latents:
@@ -76,7 +82,7 @@ class Runner:
 
         bos, eos_c = comp_tok.bos_token_id, comp_tok.eos_token_id
 
-        @jax.jit
+        @jit
         def _recon_correct(trainable, frozen, ids, mask):
             z = model.encode_evidence(trainable, frozen, ids, mask)
             logits, targets, tmask = model.reconstruction(trainable, frozen, z, ids, mask, bos,

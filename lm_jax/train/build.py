@@ -82,6 +82,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def make_mesh(config):
     """The mesh of `config.mesh` over all devices, or the first `mesh.num_devices`."""
     mc = config.mesh
+    if mc.num_devices and jax.process_count() > 1:
+        raise ConfigError("--config.mesh.num_devices: a device subset is single-process only; "
+                          "leave it 0 in multi-process runs")
     devices = jax.devices()[:mc.num_devices] if mc.num_devices else None
     return sharding.make_mesh(mc.data, mc.fsdp, mc.tensor, devices=devices)
 

@@ -80,7 +80,7 @@ def make_runner(comps, config, trainable=None) -> ev.Runner:
                      comps.trainable if trainable is None else trainable, comps.frozen,
                      max_evidence_len=d.max_evidence_len, max_question_len=d.max_question_len,
                      max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                     max_prompt_len=e.max_prompt_len)
+                     max_prompt_len=e.max_prompt_len, mesh=comps.mesh)
 
 
 def prepare(config, workdir: str, logger: MetricLogger | None = None):
