@@ -120,10 +120,6 @@ def check_adapter(adapters: Iterable[LoraSpec], adapter: str | None) -> None:
 # --------------------------------------------------------------------------- pytree split
 
 
-def _flat(tree: Mapping) -> dict[tuple[str, ...], Any]:
-    return traverse_util.flatten_dict(nn.unbox(tree) if not isinstance(tree, dict) else tree)
-
-
 def path_str(path: tuple[str, ...]) -> str:
     return "/".join(str(p) for p in path)
 
@@ -151,9 +147,6 @@ def merge_params(*trees: Mapping) -> dict:
                 raise ValueError(f"parameter {path_str(path)} appears in two trees")
             flat[path] = leaf
     return traverse_util.unflatten_dict(flat)
-
-
-LORA_PATTERN = r"lora_"
 
 
 def merge_adapter(params: Mapping, spec: LoraSpec) -> dict:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import grain
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -160,11 +159,3 @@ class TeacherCache:
                              f"({n}, {self.num_tokens}); delete it to recompute")
         return tokens
 
-
-def stack(rows: list[dict]) -> dict[str, np.ndarray]:
-    """List of per-example dicts -> dict of stacked arrays [B, ...]."""
-    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-
-
-def to_jnp(batch: dict) -> dict:
-    return {k: jnp.asarray(v) for k, v in batch.items()}
