@@ -143,7 +143,7 @@ def run_scann(keys, queries, singles, exact_idx, args) -> dict:
         for leaves in sorted({max(1, base // 4), max(1, base // 2), base, 2 * base}):
             leaves = min(leaves, index.params["num_leaves"])
             qps, _, (idx, _) = _time_batched(
-                lambda q, n=leaves: index.search(q, k, leaves_to_search=n), queries
+                lambda q, n=leaves: index.search(q, k, leaves_to_search=n), queries, args.repeats
             )
             emit("scann_sweep", leaves_to_search=leaves, qps=round(qps, 1),
                  recall_at_10=round(recall_at(idx, exact_idx, k), 4))
@@ -155,7 +155,7 @@ def run_scann(keys, queries, singles, exact_idx, args) -> dict:
             "scann_reorder": p["reorder_num_neighbors"]}
 
 
-def run_faiss(keys, queries, exact_idx, k, target_recall, threads, seed):
+def run_faiss(keys, queries, exact_idx, k, target_recall, threads, seed, repeats=1):
     """FAISS IVF-PQ fast-scan + float refine, nprobe swept to reach ``target_recall``.
 
     Given what helped ScaNN, so the comparison is of engines, not of settings: sqrt(N) lists,
@@ -187,7 +187,7 @@ def run_faiss(keys, queries, exact_idx, k, target_recall, threads, seed):
     probes = sorted({v for e in range(0, 20) for v in (2**e, 3 * 2**e // 2) if 1 <= v <= nlist})
     for nprobe in probes:
         ivf.nprobe = nprobe
-        qps, _, (_, idx) = _time_batched(lambda q: index.search(q, k), queries)
+        qps, _, (_, idx) = _time_batched(lambda q: index.search(q, k), queries, repeats)
         rec = recall_at(idx, exact_idx, k)
         emit("faiss_sweep", nprobe=nprobe, recall_at_10=round(rec, 4), qps=round(qps, 1))
         chosen = (nprobe, qps, rec, idx)
@@ -267,7 +267,8 @@ def main(argv=None) -> dict:
 
     faiss_fields = {}
     if not args.no_faiss:
-        faiss_fields = run_faiss(keys, queries, exact_idx, k, recall, args.threads, args.seed)
+        faiss_fields = run_faiss(keys, queries, exact_idx, k, recall, args.threads, args.seed,
+                                 args.repeats)
 
     summary = emit(
         "summary",
