@@ -28,7 +28,8 @@ SBATCH = LAUNCH / "slurm.sbatch"
 SCRIPT_ENV_VARS = """PROJECT ZONE TPU_NAME ACCELERATOR RUNTIME_VERSION SPOT PREEMPTIBLE WORKDIR
 CONFIG MODE REPO_SOURCE REPO_REF JAX_SPEC PYTHON_VERSION EXTRA_ARGS NUM_WORKERS FOLLOW_WORKERS
 LOG_DIR SSH_FLAGS CREATE_FLAGS REMOTE_DIR REMOTE_VENV REMOTE_ENV GCSFUSE_FLAGS DRY_RUN HOSTS_FILE
-COORDINATOR_PORT COORDINATOR_ADDRESS REMOTE_PYTHON JOB_NAME FOLLOW_HOSTS SSH SSH_OPTS PYTHON""".split()
+COORDINATOR_PORT COORDINATOR_ADDRESS REMOTE_PYTHON JOB_NAME FOLLOW_HOSTS SSH SSH_OPTS
+PYTHON""".split()
 
 BUCKET_DIR = "gs://my-bucket/lm_jax/hotpotqa"
 # What lm_jax gets on a TPU worker for BUCKET_DIR: the bucket's Cloud Storage FUSE mount point,
@@ -456,7 +457,8 @@ FAKE_SUDO = """
 printf 'sudo %s\\n' "$*" >> "$HOME/sudo_calls"
 case " $* " in
   *" tee "*) cat >> "$HOME/sudo_calls" ;;
-  *" apt-get "*" install "*" gcsfuse ") mkdir -p "$HOME/usr/bin" && cp "$FAKE_GCSFUSE" "$HOME/usr/bin/" ;;
+  *" apt-get "*" install "*" gcsfuse ")
+    mkdir -p "$HOME/usr/bin" && cp "$FAKE_GCSFUSE" "$HOME/usr/bin/" ;;
 esac
 """
 
