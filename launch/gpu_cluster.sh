@@ -33,8 +33,8 @@ Commands:
 Options (each can also be set by the environment variable in brackets; flags win):
   --hosts FILE            one ssh destination per line ([user@]host); blank lines and # comments
                           are ignored. The first host is the coordinator.      [HOSTS_FILE]
-  --workdir DIR           shared by all hosts: gs://BUCKET/PATH or an absolute path on a shared
-                          file system                                          [WORKDIR]
+  --workdir DIR           an absolute path on a file system all hosts share (NFS, or a bucket
+                          mounted with gcsfuse at the same path on every host)   [WORKDIR]
   --config PATH[:ARG]     config, relative to REMOTE_DIR (default: configs/hotpotqa.py)  [CONFIG]
   --mode MODE             train|export|index|eval|all|ask (default: all)       [MODE]
   --port PORT             coordinator port on the first host (default: 12355) [COORDINATOR_PORT]
@@ -65,7 +65,7 @@ Environment only:
 
 Examples:
   printf '%s\n' gpu-node-0 gpu-node-1 > hosts.txt
-  launch/gpu_cluster.sh --hosts hosts.txt --workdir gs://my-bucket/lm_jax/hotpotqa \
+  launch/gpu_cluster.sh --hosts hosts.txt --workdir /mnt/shared/lm_jax/hotpotqa \
       --python '~/lm_jax_venv/bin/python' --dry-run run
   launch/gpu_cluster.sh --hosts hosts.txt --workdir /shared/runs/hotpotqa run
   launch/gpu_cluster.sh --hosts hosts.txt stop
@@ -150,11 +150,14 @@ validate() {
   read_hosts
   parse_index_list "$FOLLOW_HOSTS" "${#HOSTS[@]}"
   [[ $COMMAND == run ]] || return 0
-  [[ -n $WORKDIR ]] || die "missing workdir: pass --workdir or set WORKDIR (gs://BUCKET/PATH or an absolute path on a shared file system)"
+  [[ -n $WORKDIR ]] || die "missing workdir: pass --workdir or set WORKDIR (an absolute path on a shared file system)"
   [[ ! $WORKDIR =~ [[:space:]] ]] || die "workdir '$WORKDIR' must not contain white space"
-  [[ $WORKDIR == gs://* || $WORKDIR == /* ]] ||
-    die "WORKDIR must be gs://BUCKET/PATH or an absolute path on a file system that all hosts share; got '$WORKDIR'"
-  if [[ $WORKDIR != gs://* ]] && ((${#HOSTS[@]} > 1)); then
+  # lm_jax writes only its checkpoints through gs:// itself; everything else needs a file system.
+  [[ $WORKDIR != *://* ]] ||
+    die "WORKDIR '$WORKDIR': mount the bucket on every host (e.g. gcsfuse BUCKET /mnt/BUCKET) and pass the mounted path"
+  [[ $WORKDIR == /* ]] ||
+    die "WORKDIR must be an absolute path on a file system that all hosts share; got '$WORKDIR'"
+  if ((${#HOSTS[@]} > 1)); then
     note "WORKDIR $WORKDIR must be on a file system shared by all ${#HOSTS[@]} hosts"
   fi
   validate_config "$CONFIG"

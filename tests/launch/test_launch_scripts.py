@@ -720,6 +720,8 @@ def test_tpu_delete_asks_for_confirmation(fake_tpu):
 
 # ------------------------------------------------------------------------------ gpu_cluster.sh
 
+SHARED_DIR = "/mnt/shared/lm_jax/hotpotqa"
+
 
 def hosts_file(tmp_path: Path, *hosts: str) -> Path:
     path = tmp_path / "hosts.txt"
@@ -729,7 +731,7 @@ def hosts_file(tmp_path: Path, *hosts: str) -> Path:
 
 def test_gpu_dry_run_prints_one_process_per_host(env, tmp_path, cwd):
     hosts = hosts_file(tmp_path, "gpu-node-0  # head", "alice@gpu-node-1", "10.0.0.7")
-    proc = run(GPU, "--hosts", str(hosts), "--workdir", BUCKET_DIR, "--python",
+    proc = run(GPU, "--hosts", str(hosts), "--workdir", SHARED_DIR, "--python",
                "~/venv/bin/python", "--dry-run", "run", "--", "--config.seed=1", env=env, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     assert_nothing_ran(tmp_path, cwd)
@@ -742,7 +744,7 @@ def test_gpu_dry_run_prints_one_process_per_host(env, tmp_path, cwd):
         inner = nohup_inner(argv[4])
         assert inner[2:] == [
             "~/venv/bin/python", "-m", "lm_jax.main", "--config=configs/hotpotqa.py",
-            f"--workdir={BUCKET_DIR}", "--mode=all", "--coordinator_address=gpu-node-0:12355",
+            f"--workdir={SHARED_DIR}", "--mode=all", "--coordinator_address=gpu-node-0:12355",
             "--num_processes=3", f"--process_id={i}", "--config.seed=1;", "echo", "$?", ">",
             f"~/.lm_jax_run/lm_jax-p{i}/rc",
         ]
@@ -782,6 +784,7 @@ def test_gpu_dry_run_coordinator_and_port_options(env, tmp_path, cwd):
         (["--workdir", "/s/w", "run"], ["good", "bad host;rm"], "hosts.txt:3"),
         (["run"], ["a", "b"], "missing workdir"),
         (["--workdir", "runs/x", "run"], ["a", "b"], "absolute path on a file system"),
+        (["--workdir", "gs://b/x", "run"], ["a", "b"], "mount the bucket on every host"),
         (["--workdir", "/s/w", "--port", "70000", "run"], ["a"], "invalid --port"),
         (["--workdir", "/s/w", "--mode", "x", "run"], ["a"], "unknown --mode"),
         (["--workdir", "/s/w", "--coordinator-address", "a b", "run"], ["a"], "coordinator"),
