@@ -177,10 +177,11 @@ def train_and_evaluate(config, workdir: str, *,
 
     # ------------------------------------------------------------------ set-up
     data, logger = prepare(config, workdir)
-    comps = build_lib.build(config, workdir)
     if _stage_done(workdir, STAGE):
         logging.info("latent memory training already done in %s", workdir)
-        return json.load(open(os.path.join(workdir, f"{STAGE}.done")))
+        with open(os.path.join(workdir, f"{STAGE}.done")) as f:
+            return json.load(f)
+    comps = build_lib.build(config, workdir)
     model, mesh, d = comps.model, comps.mesh, config.data
     teacher = teacher_tokens(config, workdir, comps, data.train)
 
@@ -214,7 +215,7 @@ def train_and_evaluate(config, workdir: str, *,
         state, data_state = ckpt.restore(abstract_like(
             {"trainable": trainable, "opt_state": opt_state}))
         trainable, opt_state = state["trainable"], state["opt_state"]
-        iterator.set_state(data_state)
+        iterator.set_state(_from_json_state(data_state))
         start = ckpt.latest_step()
         logging.info("resumed from step %d", start)
 
@@ -325,6 +326,12 @@ def _json_state(state):
     """Iterator states may be bytes (grain) or dicts; checkpoints store JSON."""
     if isinstance(state, bytes | bytearray):
         return {"bytes": state.decode("latin-1")}
+    return state
+
+
+def _from_json_state(state):
+    if isinstance(state, dict) and set(state) == {"bytes"}:
+        return state["bytes"].encode("latin-1")
     return state
 
 
