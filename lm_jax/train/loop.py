@@ -215,7 +215,7 @@ def train_and_evaluate(config, workdir: str, *,
         state, data_state = ckpt.restore(abstract_like(
             {"trainable": trainable, "opt_state": opt_state}))
         trainable, opt_state = state["trainable"], state["opt_state"]
-        iterator.set_state(_from_json_state(data_state))
+        iterator.set_state(data_state)
         start = ckpt.latest_step()
         logging.info("resumed from step %d", start)
 
@@ -285,7 +285,7 @@ def train_and_evaluate(config, workdir: str, *,
                 # The iterator has produced exactly `step` batches here: its state is the resume
                 # point. Keyed by step so restoring step s continues with batch s + 1.
                 ckpt.save(step, {"trainable": trainable, "opt_state": opt_state},
-                          _json_state(iterator.get_state()), force=True)
+                          iterator.get_state(), force=True)
             if preempt.requested and not is_last:
                 ckpt.wait()
                 logging.warning("preempted at step %d; restart the same command to resume", step)
@@ -320,19 +320,6 @@ def _place_opt_state(opt_state, param_shardings, mesh):
 def _step_inputs(batch: dict) -> dict:
     """The arrays the step reads (the pipeline also carries ids and answers for other uses)."""
     return {k: v for k, v in batch.items() if k not in ("index", "answer_ids", "answer_mask")}
-
-
-def _json_state(state):
-    """Iterator states may be bytes (grain) or dicts; checkpoints store JSON."""
-    if isinstance(state, bytes | bytearray):
-        return {"bytes": state.decode("latin-1")}
-    return state
-
-
-def _from_json_state(state):
-    if isinstance(state, dict) and set(state) == {"bytes"}:
-        return state["bytes"].encode("latin-1")
-    return state
 
 
 def _log_memory(compiled) -> None:
