@@ -11,10 +11,14 @@ paragraph in every question that uses it. Questions, in the exact HotpotQA JSON 
   * comparison of two entities of one kind ("Who was born first, A or B?"), about half of
     them yes/no ("Were A and B born in the same city?").
 
-Each question has its 2 gold paragraphs + 8 distractor paragraphs of the same kinds (other
-people, other companies, ...), so retrieval is not trivial. The answer of a non-yes/no
-question is always a verbatim span of a supporting sentence, and every question names the
-entity of its first supporting sentence and shares its relation word.
+Each question has its 2 gold paragraphs + 8 distractor paragraphs of the question entity's
+kind (other people, other companies, ...), so retrieval is not trivial: the first hop's
+relation appears in every distractor. The bridge entity is of another kind, so its fact is
+the only sentence of that relation in the context (findable in one retrieval step, as the
+paper's protocol assumes). Continents, languages, professions and industries come from small
+vocabularies shared by all worlds; names never are. The answer of a non-yes/no question is
+always a verbatim span of a supporting sentence, and every question names the entity of its
+first supporting sentence and shares its relation word.
 
 Train and test worlds are disjoint: every name is built from one fixed syllable inventory,
 and each name *word* belongs to exactly one world by a hash of its spelling, so no title and
@@ -51,6 +55,15 @@ PROFESSIONS = (
 )  # fmt: skip
 
 # Organisation name suffix -> the industry its first sentence names.
+# Continents, languages and rivers are shared by every world (like professions and industries):
+# a question about them has a small closed set of answers, while the names it goes through are
+# still unseen in the test world.
+RIVERS = tuple(f"{w} River" for w in ("Amber", "Silver", "Cedar", "Willow", "Falcon", "Granite",
+                                      "Heron", "Juniper", "Maple", "Otter", "Raven", "Thistle"))
+CONTINENTS = ("Arctica", "Borealia", "Meridia", "Occidia", "Orientia")
+LANGUAGES = ("Aldic", "Brennish", "Corvan", "Dalmic", "Essian", "Fennic", "Galdic", "Hollic",
+             "Ivric", "Jorvish")
+
 ORG_KINDS = (
     ("Labs", "research"),
     ("Motors", "car"),
@@ -219,7 +232,6 @@ def world_sizes(num_questions: int) -> dict[str, int]:
         "cities": max(30, round(50 * scale)),
         "people": max(120, round(200 * scale)),
         "orgs": max(48, round(80 * scale)),
-        "rivers": max(10, round(16 * scale)),
     }
 
 
@@ -229,8 +241,6 @@ def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
         raise ValueError(f"split_world must be one of {WORLDS}, got {split_world!r}")
     rng = random.Random(f"lm_jax.synthetic.world:{split_world}:{seed}")
     names = _Names(rng, split_world)
-    continents = [names.word() for _ in range(3)]
-    rivers = [f"{names.word()} River" for _ in range(sizes["rivers"])]
 
     country_names = [names.word(2, 3) for _ in range(sizes["countries"])]
     cities: dict[str, City] = {}
@@ -242,16 +252,16 @@ def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
             country=country_names[i % len(country_names)],
             founded=rng.randint(1100, 1899),
             population=rng.randint(20, 990),
-            river=rng.choice(rivers) if rng.random() < 0.7 else None,
+            river=rng.choice(RIVERS) if rng.random() < 0.7 else None,
         )
     countries: dict[str, Country] = {}
     for name in country_names:
         own = [c for c in cities.values() if c.country == name]
         countries[name] = Country(
             name=name,
-            continent=rng.choice(continents),
+            continent=rng.choice(CONTINENTS),
             capital=rng.choice(own).name,
-            language=names.word(2, 2),
+            language=rng.choice(LANGUAGES),
             independent=rng.randint(1700, 1990),
         )
 
@@ -301,33 +311,43 @@ def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
 Question = tuple[str, str, list[tuple[str, int]]]
 
 
-# (first-hop entity kind, hop, question, second-hop sentence index, answer attribute)
-BRIDGES = (
-    ("orgs", "founder", "In which city was the founder of {} born?", PERSON_BORN_CITY, "born_city"),
-    ("orgs", "founder", "In what year was the founder of {} born?", PERSON_BORN_YEAR, "born_year"),
+# (first-hop entity kind, hop, question, second-hop sentence index, answer attribute).
+# The bridge entity is always of another kind than the question's entity, and the distractors
+# are of the question's kind, so the second-hop fact is the only sentence of its relation in the
+# context: a single-shot retriever can find both hops (as the paper's protocol assumes), while
+# the first hop still has hard negatives (the same relation about other entities).
+#
+# Answers from the shared vocabularies (CLOSED_BRIDGES) are single words the models have seen;
+# answers that are names of the question's world (NAME_BRIDGES, off by default) must be copied
+# token by token from the evidence, which a generator of about a million parameters does not
+# learn in the demo's minutes (and which one latent vector cannot hand to it).
+CLOSED_BRIDGES = (
     ("orgs", "founder", "What is the profession of the founder of {}?", PERSON_JOB, "profession"),
-    ("orgs", "org_city", "In which country is the city where {} is based?", CITY_COUNTRY,
-     "country"),
-    ("orgs", "org_city", "In what year was the city where {} is based founded?", CITY_FOUNDED,
-     "founded"),
-    ("people", "birth_city", "In which country is the city where {} was born?", CITY_COUNTRY,
-     "country"),
+    ("orgs", "org_city", "On which river lies the city where {} is based?", CITY_RIVER, "river"),
     ("people", "birth_city", "On which river lies the city where {} was born?", CITY_RIVER,
      "river"),
-    ("people", "employer", "Who founded the company where {} works?", ORG_FOUNDER, "founder"),
-    ("people", "employer", "In which city is the company where {} works based?", ORG_CITY, "city"),
-    ("people", "spouse", "In which city was the spouse of {} born?", PERSON_BORN_CITY, "born_city"),
-    ("people", "spouse", "What is the profession of the spouse of {}?", PERSON_JOB, "profession"),
-    ("cities", "country", "What is the capital of the country where {} is located?",
-     COUNTRY_CAPITAL, "capital"),
+    ("people", "employer", "In which industry is the company where {} works?", ORG_CITY,
+     "industry"),
     ("cities", "country", "On which continent is the country where {} is located?",
      COUNTRY_CONTINENT, "continent"),
     ("cities", "country", "What is the official language of the country where {} is located?",
      COUNTRY_LANGUAGE, "language"),
 )  # fmt: skip
+NAME_BRIDGES = (
+    ("orgs", "founder", "In which city was the founder of {} born?", PERSON_BORN_CITY, "born_city"),
+    ("orgs", "founder", "In what year was the founder of {} born?", PERSON_BORN_YEAR, "born_year"),
+    ("orgs", "org_city", "In which country is the city where {} is based?", CITY_COUNTRY,
+     "country"),
+    ("people", "birth_city", "In which country is the city where {} was born?", CITY_COUNTRY,
+     "country"),
+    ("people", "employer", "Who founded the company where {} works?", ORG_FOUNDER, "founder"),
+    ("people", "employer", "In which city is the company where {} works based?", ORG_CITY, "city"),
+    ("cities", "country", "What is the capital of the country where {} is located?",
+     COUNTRY_CAPITAL, "capital"),
+)  # fmt: skip
 
 
-def _hop(w: World, hop: str, name: str) -> tuple[int, Any] | None:
+def _hop(w: World, hop: str, name: str) -> tuple[int, Any]:
     """(sentence index of the first-hop fact in `name`'s paragraph, the bridge entity)."""
     if hop == "founder":
         return ORG_FOUNDER, w.people[w.orgs[name].founder]
@@ -337,9 +357,6 @@ def _hop(w: World, hop: str, name: str) -> tuple[int, Any] | None:
         return PERSON_BORN_CITY, w.cities[w.people[name].born_city]
     if hop == "employer":
         return PERSON_JOB, w.orgs[w.people[name].employer]
-    if hop == "spouse":
-        spouse = w.people[name].spouse
-        return (PERSON_SPOUSE, w.people[spouse]) if spouse else None
     if hop == "country":
         return CITY_COUNTRY, w.countries[w.cities[name].country]
     raise ValueError(hop)
@@ -347,10 +364,7 @@ def _hop(w: World, hop: str, name: str) -> tuple[int, Any] | None:
 
 def _bridge(w: World, template: tuple, name: str) -> Question | None:
     _, hop, question, fact, attr = template
-    found = _hop(w, hop, name)
-    if found is None:
-        return None
-    first, bridge = found
+    first, bridge = _hop(w, hop, name)
     answer = getattr(bridge, attr)
     # No answer (city without river), or the question's own entity ("who founded the company
     # where X works" when X founded it; "the capital of the country where X is" for a capital).
@@ -413,11 +427,11 @@ def _comparison(w: World, rng: random.Random, c: _Comparison) -> Question | None
     return c.question.format(a=a, b=b), answer, [(a, c.fact), (b, c.fact)]
 
 
-def _distractors(w: World, rng: random.Random, gold: list[str], n: int) -> list[str]:
-    """n paragraphs of the gold paragraphs' kinds (similar entities), then any kind."""
+def _distractors(w: World, rng: random.Random, kinds: list[str], taken: set[str],
+                 n: int) -> list[str]:
+    """n paragraphs of `kinds` (similar entities), spread evenly; then any kind if short."""
     chosen: list[str] = []
-    taken = set(gold)
-    kinds = [w.kind(t) for t in dict.fromkeys(gold)]
+    taken = set(taken)
     per_kind = [n // len(kinds) + (i < n % len(kinds)) for i in range(len(kinds))]
     for kind, k in zip(kinds, per_kind, strict=True):
         names = w.names(kind)
@@ -439,7 +453,8 @@ def generate(
     seed: int = 0,
     split_world: str = "train",
     *,
-    comparison_fraction: float = 0.4,
+    comparison_fraction: float = 0.2,  # HotpotQA's dev set: about 20% comparison
+    name_answers: bool = False,
     num_distractors: int = 8,
 ) -> list[dict[str, Any]]:
     """HotpotQA-format records (keys in the official order) of one synthetic world.
@@ -452,7 +467,8 @@ def generate(
     world = build_world(seed, split_world, world_sizes(num_questions))
     rng = random.Random(f"lm_jax.synthetic.questions:{split_world}:{seed}")
 
-    bridge_pool = [(t, entity) for t in BRIDGES for entity in getattr(world, t[0])]
+    bridges = CLOSED_BRIDGES + (NAME_BRIDGES if name_answers else ())
+    bridge_pool = [(t, entity) for t in bridges for entity in getattr(world, t[0])]
     rng.shuffle(bridge_pool)
     bridge_iter = iter(())
     seen: set[str] = set()
@@ -475,8 +491,10 @@ def generate(
             continue
         question, answer, facts = q
         seen.add(question)
-        gold = [t for t, _ in facts]
-        titles = list(dict.fromkeys(gold)) + _distractors(world, rng, gold, num_distractors)
+        gold = list(dict.fromkeys(t for t, _ in facts))
+        # Comparisons: both entities' kind. Bridges: the question entity's kind only.
+        titles = gold + _distractors(world, rng, [world.kind(gold[0])], set(gold),
+                                     num_distractors)
         rng.shuffle(titles)
         context = []
         for t in titles:

@@ -67,15 +67,36 @@ def test_answers_are_in_supporting_sentences(worlds):
 def test_question_mix(worlds):
     train, _ = worlds
     types = collections.Counter(r["type"] for r in train)
-    assert types["bridge"] > 0.4 * len(train) and types["comparison"] > 0.25 * len(train)
+    assert types["bridge"] > 0.7 * len(train) and types["comparison"] > 0.12 * len(train)
     yes_no = collections.Counter(r["answer"] for r in train if r["answer"] in ("yes", "no"))
-    assert yes_no["yes"] > 20 and yes_no["no"] > 20
+    assert yes_no["yes"] > 10 and yes_no["no"] > 10
     assert len({r["question"] for r in train}) == len(train)
-    # Distractors are similar entities: mostly the gold paragraphs' kinds.
     world = synthetic.build_world(3, "train", synthetic.world_sizes(600))
-    r = next(x for x in train if x["type"] == "bridge")
-    gold_kinds = {world.kind(t) for t, _ in r["supporting_facts"]}
-    assert all(world.kind(t) in gold_kinds for t, _ in r["context"])
+    for r in train:
+        (first, _), (second, fact) = r["supporting_facts"]
+        kinds = collections.Counter(world.kind(t) for t, _ in r["context"])
+        if r["type"] == "comparison":  # distractors: the compared entities' kind
+            assert kinds == {world.kind(first): 10}
+            continue
+        # Bridge: 9 paragraphs of the question entity's kind; the bridge paragraph is the only
+        # one of its kind, so its fact is the only sentence of that relation in the context.
+        assert kinds == {world.kind(first): 9, world.kind(second): 1}, r["question"]
+        # The relation: the fact sentence without its subject, up to the answer.
+        relation = world.paragraph(second)[fact].replace(second, "").split(r["answer"])[0]
+        matches = [s for t, sents in r["context"] for s in sents
+                   if s.replace(t, "").strip().startswith(relation.strip())]
+        assert len(matches) == 1, (relation, r["question"])
+
+
+def test_bridge_answers_come_from_shared_vocabularies_unless_names_are_asked_for(worlds):
+    shared = {*synthetic.PROFESSIONS, *(i for _, i in synthetic.ORG_KINDS), *synthetic.RIVERS,
+              *synthetic.CONTINENTS, *synthetic.LANGUAGES}
+    for records in worlds:
+        answers = collections.Counter(r["answer"] for r in records if r["type"] == "bridge")
+        assert set(answers) <= shared and len(answers) > 20
+    with_names = synthetic.generate(300, seed=3, split_world="test", name_answers=True)
+    names = [r for r in with_names if r["type"] == "bridge" and r["answer"] not in shared]
+    assert len(names) > 100  # cities, countries, founders, capitals, years
 
 
 def _name_words(records):
@@ -92,7 +113,8 @@ def test_train_and_test_worlds_are_disjoint(worlds):
     assert not titles[0] & titles[1]
     shared = _name_words(train) & _name_words(test)
     # Only template and kind words are shared, never a name word.
-    allowed = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS)}
+    allowed = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
+               *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
     assert shared <= allowed, shared - allowed
     assert all(
         synthetic.word_world(w) == "train"
