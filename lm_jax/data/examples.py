@@ -10,7 +10,8 @@ Shapes per example (P = max_positives, N = max_negatives, Le/Lq/La = max lengths
   pos_ids        [P, Le]  int32  supporting sentences "Title: sentence", first P in document order
   pos_mask       [P, Le]  int32
   pos_valid      [P]      bool   row holds a real positive
-  neg_ids        [N, Le]  int32  up to N random non-supporting sentences of the same context
+  neg_ids        [N, Le]  int32  up to N non-supporting sentences of the same context, half
+                                 of them (rounded up) from the gold paragraphs
   neg_mask       [N, Le]  int32
   neg_valid      [N]      bool
   answer_ids     [La]     int32  answer tokens without special tokens
@@ -87,14 +88,25 @@ class EvidenceEncoder(grain.transforms.RandomMap):
             mask[r, : len(seq)] = 1
         return ids, mask
 
+    def _pick_negatives(self, example: QAExample, rng: np.random.Generator) -> list[str]:
+        """Up to max_negatives non-supporting sentences: half (rounded up) from the gold
+        paragraphs (same entity, other relation: the hardest negatives), the rest from the
+        whole context; fewer hard ones if the gold paragraphs have fewer."""
+        gold_titles = {e.title for e in example.positives}
+        hard = [e.render() for e in example.negatives if e.title in gold_titles]
+        rest = [e.render() for e in example.negatives if e.title not in gold_titles]
+        n_hard = min(len(hard), -(-self.max_negatives // 2))
+        picked = [hard[i] for i in rng.choice(len(hard), size=n_hard, replace=False)]
+        pool = rest + [h for h in hard if h not in picked]
+        k = min(self.max_negatives - n_hard, len(pool))
+        return picked + [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
+
     def __call__(
         self, example: QAExample, rng: np.random.Generator, index: int = -1
     ) -> dict[str, np.ndarray]:
         """Encodes `example`; `rng` picks the negatives. Returns the dict of the module doc."""
         positives = [e.render() for e in example.positives][: self.max_positives]
-        pool = [e.render() for e in example.negatives]
-        k = min(self.max_negatives, len(pool))
-        negatives = [pool[i] for i in rng.choice(len(pool), size=k, replace=False)] if k else []
+        negatives = self._pick_negatives(example, rng)
         P, N, Le = self.max_positives, self.max_negatives, self.max_evidence_len
         np_, nn = len(positives), len(negatives)
         # One tokenizer call for all texts of the example (its per-call cost dominates).

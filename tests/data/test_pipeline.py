@@ -64,6 +64,10 @@ def test_encoder_contents(examples, encoder, tiny_tokenizer):
         for r, m in zip(out["neg_ids"], out["neg_mask"], strict=True)
     ]
     assert len(set(decoded)) == 5 and set(decoded) <= negs
+    # Three of the five (half, rounded up) come from the gold paragraphs: hard negatives.
+    gold_titles = {e.title for e in ex.positives}
+    hard = {e.render() for e in ex.negatives if e.title in gold_titles}
+    assert len(hard) >= 3 and len(set(decoded) & hard) == 3
     assert out["answer_ids"][0] != tok.bos_token_id
     answer = out["answer_ids"][out["answer_mask"] == 1].tolist()
     assert tok.decode(answer).strip() == ex.answer
