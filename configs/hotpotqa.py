@@ -104,10 +104,10 @@ def _base() -> ml_collections.ConfigDict:
 def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     # Sized to run end to end in about 10 minutes on 2 CPU cores (see BENCHMARKS.md).
     c.seed = 0
-    c.total_steps = 300
+    c.total_steps = 400
     c.log_every = 25
     c.ckpt_every = 100
-    c.eval_every = 150
+    c.eval_every = 200
     c.data.synthetic = True
     c.data.dataset = "hotpot_qa/distractor"
     c.data.num_train_questions = 2000
@@ -142,7 +142,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.optim.accum_steps = 1
     # The reader sees only the supporting sentences: with distractors in its few hundred steps
     # a tiny model learns answer priors instead of reading (BENCHMARKS.md, demo notes).
-    c.pretrain_generator.update(dict(enabled=True, total_steps=700, batch_size=16,
+    c.pretrain_generator.update(dict(enabled=True, total_steps=600, batch_size=16,
                                      learning_rate=3e-3, max_len=128, max_contexts=2,
                                      lm_weight=1.0))
     c.eval.num_questions = 200

@@ -242,8 +242,14 @@ def diagnostics(runner: Runner, examples, k: int, recall_ks=(2,), run=None) -> d
     records, _, retrieved = run or run_latent_memory(runner, examples, k)
     out = metrics.aggregate(records)
     for rk in recall_ks:
-        out[f"recall_at_{rk}"] = metrics.mean(
-            metrics.recall_at_k(r, _gold_indices(ex), rk) for r, ex in zip(retrieved, examples))
+        recalls = [metrics.recall_at_k(r, _gold_indices(ex), rk)
+                   for r, ex in zip(retrieved, examples)]
+        out[f"recall_at_{rk}"] = metrics.mean(recalls)
+        # Per question type (HotpotQA: bridge / comparison): they fail for different reasons.
+        for qtype in sorted({ex.type for ex in examples}):
+            chosen = [i for i, ex in enumerate(examples) if ex.type == qtype]
+            out[f"{qtype}/recall_at_{rk}"] = metrics.mean(recalls[i] for i in chosen)
+            out[f"{qtype}/f1"] = metrics.mean(records[i]["f1"] for i in chosen)
     out["recon_token_acc"] = runner.reconstruction_accuracy(
         [e.render() for ex in examples for e in ex.evidence if e.is_supporting])
     return out

@@ -1,5 +1,6 @@
 """Export -> index -> eval -> ask on a tiny random model: the artifacts and the report."""
 
+import collections
 import json
 import os
 import sys
@@ -53,6 +54,10 @@ def test_export_index_eval_ask(session):
     assert os.path.getsize(os.path.join(work, "eval", "tradeoff.png")) > 1000
     diag = json.load(open(os.path.join(work, "eval", "diagnostics.json")))
     assert 0.0 <= diag["recall_at_2"] <= 1.0 and 0.0 <= diag["recon_token_acc"] <= 1.0
+    # Per question type, and the types' weighted mean is the overall figure.
+    counts = collections.Counter(ex.type for ex in examples[:6])
+    weighted = sum(n * diag[f"{t}/recall_at_2"] for t, n in counts.items()) / sum(counts.values())
+    assert weighted == pytest.approx(diag["recall_at_2"])
     # The demo config indexes with ScaNN even for a small bank and measures it against exact.
     assert diag["bank_index"] == "ScannIndex"
     assert abs(diag["bank_recall_at_k"] - diag["bank_recall_at_k_exact_search"]) <= 0.1
