@@ -208,8 +208,8 @@ kill_tree() {
   kill -TERM "$1" 2>/dev/null || true
 }
 
-# On Ctrl-C: the foreground follower got the SIGINT, but the background ones ignore it (as every
-# `&` command of a script does), so stop them here; the run itself is detached and goes on.
+# On Ctrl-C: the followers run in the background, where they ignore SIGINT (as every `&` command
+# of a script does), so stop them here; the run itself is detached and goes on.
 _stop_following() {
   local pid
   for pid in "${FOLLOW_PIDS[@]}"; do kill_tree "$pid"; done
@@ -245,14 +245,19 @@ follow_all() {
   done
   note "following $label $first here; all logs go to $log_dir/$label-<i>.log (Ctrl-C stops following, not the run)"
   "$builder" "$first"
+  # In the background as well, and waited for: bash runs a trap only once the foreground command
+  # ends, so a Ctrl-C that came just before a foreground follower started would wait for the
+  # whole run; `wait` returns to the trap at once.
+  ( set -o pipefail; "${FOLLOW_ARGV[@]}" 2>&1 | tee "$log_dir/$label-$first.log" ) &
+  FOLLOW_PIDS=("$!" "${FOLLOW_PIDS[@]}")
   set +e
-  "${FOLLOW_ARGV[@]}" 2>&1 | tee "$log_dir/$label-$first.log"
-  st=${PIPESTATUS[0]}
+  wait "${FOLLOW_PIDS[0]}"
+  st=$?
   set -e
 
   local -a statuses=("$st")
-  for i in "${!FOLLOW_PIDS[@]}"; do
-    if wait "${FOLLOW_PIDS[$i]}"; then statuses+=(0); else statuses+=("$?"); fi
+  for i in "${FOLLOW_PIDS[@]:1}"; do
+    if wait "$i"; then statuses+=(0); else statuses+=("$?"); fi
   done
   trap - INT TERM
   local -a all=("$first" "${rest[@]}")
