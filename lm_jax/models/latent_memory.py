@@ -35,13 +35,19 @@ COMPRESS, QUERY, DECODE = "compress", "query", "decode"
 TRAINABLE_PATTERNS = (r"^compressor/.*lora_", r"^heads/")
 
 
-def paper_adapters(rank: int = 64, alpha: float = 128.0, dropout: float = 0.05):
-    """METHOD.md §2: compress and query on q,k,v,o; decode on q,k,v,o,gate,up."""
+def paper_adapters(rank: int = 64, alpha: float = 128.0, dropout: float = 0.05,
+                   encoder_mlp: bool = False):
+    """METHOD.md §2: compress and query on q,k,v,o; decode on q,k,v,o,gate,up.
+
+    encoder_mlp: compress and query on gate,up as well (more capacity for a tiny base).
+    """
     attn = ("q_proj", "k_proj", "v_proj", "o_proj")
+    mlp = ("gate_proj", "up_proj")
+    encoder = attn + mlp if encoder_mlp else attn
     return (
-        LoraSpec(COMPRESS, rank, alpha, dropout, attn),
-        LoraSpec(QUERY, rank, alpha, dropout, attn),
-        LoraSpec(DECODE, rank, alpha, dropout, attn + ("gate_proj", "up_proj")),
+        LoraSpec(COMPRESS, rank, alpha, dropout, encoder),
+        LoraSpec(QUERY, rank, alpha, dropout, encoder),
+        LoraSpec(DECODE, rank, alpha, dropout, attn + mlp),
     )
 
 

@@ -137,7 +137,7 @@ class Components:
 
 def build_latent_memory(config, comp_cfg: DecoderConfig, gen_cfg: DecoderConfig) -> LatentMemory:
     m = config.model
-    adapters = paper_adapters(m.lora_rank, m.lora_alpha, m.lora_dropout)
+    adapters = paper_adapters(m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_encoder_mlp)
     return LatentMemory(LatentMemoryConfig(
         compressor=comp_cfg, generator=gen_cfg, adapters=adapters,
         num_latent_tokens=m.num_latent_tokens, retrieval_dim=m.retrieval_dim,

@@ -103,3 +103,24 @@ def test_shared_base_holds_one_copy_of_the_weights():
     merged = m.compressor_params(tr, fr)
     assert merged["embed_tokens"]["embedding"] is fr["generator"]["embed_tokens"]["embedding"]
     assert merge_params(fr["generator"], tr["compressor"]).keys() == merged.keys()
+
+
+@pytest.mark.parametrize("encoder_mlp", [False, True])
+def test_encoder_adapters_cover_the_mlp_only_when_asked(encoder_mlp):
+    m = LatentMemory(LatentMemoryConfig(TINY, TINY, paper_adapters(4, 8.0, 0.0, encoder_mlp),
+                                        retrieval_dim=16))
+    _, tr, fr = (m, *m.split(nn.unbox(m.init(jax.random.key(0)))))
+    paths = [jax.tree_util.keystr(p) for p, _ in
+             jax.tree_util.tree_leaves_with_path(tr["compressor"])]
+
+    def modules(adapter):
+        return {p.split("'")[-4] for p in paths if f"lora_{adapter}_" in p}
+
+    attn = {"q_proj", "k_proj", "v_proj", "o_proj"}
+    for adapter in ("compress", "query"):
+        assert modules(adapter) == (attn | {"gate_proj", "up_proj"} if encoder_mlp else attn)
+    assert modules("decode") == attn | {"gate_proj", "up_proj"}
+    # The encoder runs with the MLP adapters in place.
+    ids, mask = _ids([[1, 5, 7]], 4)
+    z = m.encode_evidence(tr, fr, ids, mask)
+    assert z.shape == (1, 1, TINY.hidden_size)
