@@ -664,13 +664,15 @@ def test_tpu_ctrl_c_stops_following_but_not_the_run(fake_tpu):
     root, e, cwd = fake_tpu
     e = dict(e, FAKE_STATE="READY", FAKE_SLEEP="60", NUM_WORKERS="2", FAKE_WORKERS="2")
     assert run(TPU, "setup", env=e, cwd=cwd).returncode == 0
+    # Started as from a terminal, with SIGINT at its default: bash cannot trap a signal that was
+    # ignored when it started, and this test process may have inherited SIGINT ignored (a test
+    # run started in the background with `&`, as CI scripts do), which made Ctrl-C do nothing.
     proc = subprocess.Popen(["bash", str(TPU), "run"], env=e, cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        # Both followers streaming: the launcher is waiting on them. (In CI, a Ctrl-C sent while
-        # the launcher was still starting the first worker's follower was lost once; see
-        # launch/README.md.)
+        # Both followers streaming: the launcher is waiting on them.
         logs = [cwd / "launch_logs" / "lm-jax" / f"worker-{w}.log" for w in range(2)]
         deadline = time.monotonic() + 20
         while not all(log.exists() and "fake python" in log.read_text() for log in logs):
