@@ -15,8 +15,8 @@ Each question has its 2 gold paragraphs + 8 distractor paragraphs of the questio
 kind (other people, other companies, ...), so retrieval is not trivial: the first hop's
 relation appears in every distractor. The bridge entity is of another kind, so its fact is
 the only sentence of that relation in the context (findable in one retrieval step, as the
-paper's protocol assumes). Continents, languages, professions and industries come from small
-vocabularies shared by all worlds; names never are. The answer of a non-yes/no question is
+paper's protocol assumes). Professions, industries, rivers, continents and languages come from
+small vocabularies shared by all worlds; names never are. The answer of a non-yes/no question is
 always a verbatim span of a supporting sentence, and every question names the entity of its
 first supporting sentence and shares its relation word.
 
@@ -54,7 +54,6 @@ PROFESSIONS = (
     "chemist", "pilot", "sculptor", "composer", "teacher",
 )  # fmt: skip
 
-# Organisation name suffix -> the industry its first sentence names.
 # Continents, languages and rivers are shared by every world (like professions and industries):
 # a question about them has a small closed set of answers, while the names it goes through are
 # still unseen in the test world.
@@ -64,6 +63,7 @@ CONTINENTS = ("Arctica", "Borealia", "Meridia", "Occidia", "Orientia")
 LANGUAGES = ("Aldic", "Brennish", "Corvan", "Dalmic", "Essian", "Fennic", "Galdic", "Hollic",
              "Ivric", "Jorvish")
 
+# Organisation name suffix -> the industry its first sentence names.
 ORG_KINDS = (
     ("Labs", "research"),
     ("Motors", "car"),
@@ -317,7 +317,7 @@ Question = tuple[str, str, list[tuple[str, int]]]
 # context: a single-shot retriever can find both hops (as the paper's protocol assumes), while
 # the first hop still has hard negatives (the same relation about other entities).
 #
-# Answers from the shared vocabularies (CLOSED_BRIDGES) are single words the models have seen;
+# Answers from the shared vocabularies (CLOSED_BRIDGES) are words the models saw in training;
 # answers that are names of the question's world (NAME_BRIDGES, off by default) must be copied
 # token by token from the evidence, which a generator of about a million parameters does not
 # learn in the demo's minutes (and which one latent vector cannot hand to it).
