@@ -667,10 +667,14 @@ def test_tpu_ctrl_c_stops_following_but_not_the_run(fake_tpu):
     # Started as from a terminal, with SIGINT at its default: bash cannot trap a signal that was
     # ignored when it started, and this test process may have inherited SIGINT ignored (a test
     # run started in the background with `&`, as CI scripts do), which made Ctrl-C do nothing.
-    proc = subprocess.Popen(["bash", str(TPU), "run"], env=e, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A handled signal is reset to its default by exec, so handle it here while spawning.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(["bash", str(TPU), "run"], env=e, cwd=cwd,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         # Both followers streaming: the launcher is waiting on them.
         logs = [cwd / "launch_logs" / "lm-jax" / f"worker-{w}.log" for w in range(2)]
