@@ -32,6 +32,8 @@ def tiny_config(data_dir: str, manual_dir: str, tokenizer: str, steps: int = 4):
     accum_steps=2 with in-batch negatives makes the losses depend on which examples share a
     micro-batch, so equal losses across process counts mean equal global batches.
     """
+    from tiny_models import shrink_to_tiny  # beside this script
+
     from configs import hotpotqa
 
     c = hotpotqa.get_config("demo")
@@ -45,20 +47,10 @@ def tiny_config(data_dir: str, manual_dir: str, tokenizer: str, steps: int = 4):
     c.data.manual_dir = manual_dir
     c.model.tokenizer = tokenizer
     c.data.batch_size = 16
-    c.data.max_negatives = 2
-    c.data.max_extra_negatives = 1
-    c.data.distill_tokens = 3
+    shrink_to_tiny(c)
     c.optim.accum_steps = 2
     c.optim.learning_rate = 1e-2  # updates large enough that a wrong gradient would show
     c.optim.warmup_steps = 0
-    c.pretrain_generator.enabled = False
-    c.model.init = "random"
-    c.model.arch.update(dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                             num_kv_heads=1, head_dim=16))
-    c.model.retrieval_dim = 16
-    c.model.lora_rank = 4
-    c.eval.val_questions = 4
-    c.eval.batch_size = 4
     c.eval.max_new_tokens = 2
     c.mesh.update(dict(data=-1, fsdp=1, tensor=1))
     c.lock()

@@ -14,6 +14,9 @@ from lm_jax.train.metrics_log import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from tiny_models import shrink_to_tiny  # noqa: E402
+
 from configs import hotpotqa  # noqa: E402
 
 
@@ -28,17 +31,7 @@ def tiny_config(data_dir, **overrides):
     c.data.num_train_questions = 48
     c.data.num_eval_questions = 8
     c.data.batch_size = 4
-    c.data.max_negatives = 2
-    c.data.max_extra_negatives = 1
-    c.data.distill_tokens = 3
-    c.pretrain_generator.enabled = False
-    c.model.init = "random"
-    c.model.arch.update(dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                             num_kv_heads=1, head_dim=16))
-    c.model.retrieval_dim = 16
-    c.model.lora_rank = 4
-    c.eval.val_questions = 4
-    c.eval.batch_size = 4
+    shrink_to_tiny(c)
     c.mesh.num_devices = 1  # test_step.py covers the sharded step; compiling it here is slow
     for k, v in overrides.items():
         node = c
