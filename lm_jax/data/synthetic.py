@@ -16,23 +16,31 @@ kind (other people, other companies, ...), so retrieval is not trivial: the firs
 relation appears in every distractor. The bridge entity is of another kind, so its fact is
 the only sentence of that relation in the context (findable in one retrieval step, as the
 paper's protocol assumes). Professions, industries, rivers, continents and languages come from
-small vocabularies shared by all worlds; names never are. The answer of a non-yes/no question is
+small vocabularies shared by all worlds; names are not. The answer of a non-yes/no question is
 always a verbatim span of a supporting sentence, and every question names the entity of its
 first supporting sentence and shares its relation word.
 
-Train and test worlds are disjoint: every name is built from one fixed syllable inventory,
-and each name *word* belongs to exactly one world by a hash of its spelling, so no title and
-no name word is shared, while both worlds use the same subword pieces. A model can only
-answer test questions by reading its memory.
+Train and test worlds are disjoint: every full name (a title) belongs to exactly one world by a
+hash of its spelling. Two name styles:
+  * "syllables" (default): every name *word* is built from one syllable inventory and belongs to
+    one world, so test names are unseen words made of seen sub-word pieces.
+  * "words": names combine words of fixed inventories shared by both worlds
+    ("Mira Thorne", "Port Alder", "Upper Valdor", "Cobalt Labs"), the way real names reuse
+    common words that a real tokenizer and a pretrained model know. A test name is a new
+    combination, with new facts. Easier to store in one latent vector; harder for the demo's
+    reader to tell apart from distractors (BENCHMARKS.md, "Name styles").
+Facts are drawn per world, so a model can only answer test questions by reading its memory.
 
 CLI (same arguments -> byte-identical file):
-  python -m lm_jax.data.synthetic --out=FILE --num_questions=N --seed=S --split_world=train
+  python -m lm_jax.data.synthetic --out=FILE --num_questions=N --seed=S --split_world=train \
+      [--names=syllables|words]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -48,6 +56,49 @@ SYLLABLES = (
     "qua", "ra", "ren", "ri", "sa", "sel", "sor", "ta", "tan", "tel", "to", "tor",
     "va", "vel", "vex", "vi", "wen", "xa", "ya", "zan", "zor", "zu", "quen", "by",
 )  # fmt: skip
+
+# Name inventories of the "words" style, shared by both worlds (a full name's world is a hash
+# of its spelling). None of these words occurs in a template or a shared vocabulary.
+GIVEN_NAMES = (
+    "Alma", "Arlo", "Bea", "Bren", "Cato", "Cole", "Dag", "Dara", "Edda", "Elin",
+    "Fenn", "Finn", "Gala", "Greta", "Hale", "Hugo", "Ines", "Ivo", "Joss", "Juna",
+    "Kira", "Knut", "Lars", "Lena", "Milo", "Mira", "Nils", "Nora", "Oona", "Pell",
+    "Quin", "Rhea", "Sten", "Tova", "Ulla", "Vero", "Wren", "Xavi", "Yara", "Zeno",
+)  # fmt: skip
+FAMILY_NAMES = (
+    "Alcott", "Ashby", "Ashdown", "Barrow", "Brandt", "Brody", "Calder", "Corwin", "Crane",
+    "Delane", "Dorsey", "Dunmore", "Ellery", "Elwood", "Esker", "Fairley", "Farrow", "Foyle",
+    "Garrick", "Gilroy", "Gresham", "Hadley", "Hartig", "Holloway", "Ingram", "Ives", "Jarrow",
+    "Jessop", "Keane", "Kessler", "Kettle", "Lindqvist", "Lomax", "Lyle", "Marlow", "Mercer",
+    "Merrick", "Nash", "Norcott", "Nyland", "Oakes", "Orwin", "Oswin", "Pemberton", "Prentice",
+    "Pryor", "Quarry", "Radley", "Rourke", "Rowntree", "Selwyn", "Sutter", "Thorne", "Tolland",
+    "Upton", "Vance", "Varley", "Wexler", "Whitlock", "Yardley",
+)  # fmt: skip
+CITY_PREFIXES = ("Port", "Lake", "Fort", "Mount", "Saint", "Glen", "North", "South")
+PLACE_ROOTS = (
+    "Alder", "Ashford", "Birch", "Bramble", "Brook", "Clover", "Coral", "Dale", "Elm", "Fern",
+    "Flint", "Glass", "Hazel", "Holly", "Ivy", "Kestrel", "Linden", "Marsh", "Meadow", "Moss",
+    "Oak", "Pebble", "Pine", "Quill", "Reed", "Rowan", "Sable", "Sorrel", "Stone", "Tansy",
+    "Thorn", "Vale", "Wick", "Wolds", "Yarrow", "Bracken", "Cobble", "Heath", "Lark", "Sedge",
+)  # fmt: skip
+COUNTRY_PREFIXES = ("Upper", "Lower", "Greater", "Free", "United", "Royal")
+COUNTRY_ROOTS = (
+    "Valdor", "Ostria", "Kerlia", "Mendor", "Tavia", "Brisca", "Calvia", "Dunmark", "Estria",
+    "Forlan", "Galicor", "Hesper", "Istovia", "Jorland", "Kalmar", "Lusena", "Morvia", "Norvale",
+    "Pallas", "Rutenia",
+)  # fmt: skip
+ORG_WORDS = (
+    "Apex", "Beacon", "Cobalt", "Crest", "Drift", "Echo", "Ember", "Fjord", "Glade", "Halo",
+    "Harbor", "Iris", "Jade", "Keystone", "Lumen", "Mosaic", "Nimbus", "Nova", "Onyx", "Orbit",
+    "Pinnacle", "Prism", "Quartz", "Radiant", "Ridge", "Summit", "Tundra", "Umbra", "Vertex",
+    "Zenith", "Arc", "Bolt", "Cascade", "Delta", "Equinox", "Fulcrum", "Gazelle", "Horizon",
+    "Ion", "Juno", "Kinetic", "Lattice", "Meteor", "Nexus", "Opal", "Pioneer", "Quasar",
+    "Rocket", "Solstice", "Tidal", "Unity", "Vector", "Wayfarer", "Xenon", "Yonder", "Zephyr",
+    "Atlas", "Boreal", "Cipher", "Dynamo",
+)  # fmt: skip
+NAME_STYLES = ("words", "syllables")
+NAME_WORDS = (*GIVEN_NAMES, *FAMILY_NAMES, *CITY_PREFIXES, *PLACE_ROOTS, *COUNTRY_PREFIXES,
+              *COUNTRY_ROOTS, *ORG_WORDS)
 
 PROFESSIONS = (
     "painter", "singer", "engineer", "writer", "architect",
@@ -74,6 +125,7 @@ ORG_KINDS = (
     ("Foods", "food"),
     ("Airlines", "travel"),
 )
+INDUSTRY_OF_SUFFIX = dict(ORG_KINDS)
 
 # Sentence index of each fact in its entity's paragraph (supporting facts point at these).
 PERSON_BORN_CITY, PERSON_BORN_YEAR, PERSON_JOB, PERSON_SPOUSE = 0, 1, 2, 3
@@ -87,7 +139,8 @@ def _article(word: str) -> str:
 
 
 def word_world(word: str) -> str:
-    """The world a name word belongs to: a fixed function of its spelling (not of any seed)."""
+    """The world a name (or name word) belongs to: a fixed function of its spelling (not of
+    any seed)."""
     return WORLDS[zlib.crc32(word.lower().encode("ascii")) % 2]
 
 
@@ -203,13 +256,15 @@ class World:
         return cache[kind, attr]
 
 
-class _Names:
-    """Draws unique name words of one world from the syllable inventory."""
+class _SyllableNames:
+    """Name words of one world built from the syllable inventory (style "syllables")."""
 
-    def __init__(self, rng: random.Random, split_world: str):
+    def __init__(self, rng: random.Random, split_world: str, sizes: dict[str, int]):
         self.rng = rng
         self.split_world = split_world
         self.used: set[str] = set()
+        self.given = [self.word(2, 2) for _ in range(max(20, sizes["people"] // 5))]
+        self.family = [self.word(2, 3) for _ in range(max(40, sizes["people"] // 2))]
 
     def word(self, min_syl: int = 2, max_syl: int = 3) -> str:
         """A new word of min_syl..max_syl syllables; one syllable longer if those run out
@@ -221,6 +276,58 @@ class _Names:
                 self.used.add(w)
                 return w
         raise RuntimeError("syllable inventory exhausted")  # pragma: no cover
+
+    def country(self) -> str:
+        return self.word(2, 3)
+
+    def city(self) -> str:
+        return self.word(2, 3)
+
+    def person(self) -> str:  # may repeat; the caller skips names it already has
+        return f"{self.rng.choice(self.given)} {self.rng.choice(self.family)}"
+
+    def org(self) -> str:
+        return f"{self.word(2, 2)} {self.rng.choice(ORG_KINDS)[0]}"
+
+
+class _WordNames:
+    """Full names of one world combined from the shared inventories (style "words")."""
+
+    PARTS = {
+        "country": (COUNTRY_PREFIXES, COUNTRY_ROOTS),
+        "city": (CITY_PREFIXES, PLACE_ROOTS),
+        "person": (GIVEN_NAMES, FAMILY_NAMES),
+    }
+
+    def __init__(self, rng: random.Random, split_world: str, sizes: dict[str, int]):
+        del sizes
+        self.rng = rng
+        self.split_world = split_world
+        self.pools: dict[str, list[str]] = {}
+
+    def _draw(self, key: str, parts: tuple[tuple[str, ...], ...]) -> str:
+        if key not in self.pools:
+            pool = [" ".join(c) for c in itertools.product(*parts)]
+            pool = [n for n in pool if word_world(n) == self.split_world]
+            self.rng.shuffle(pool)
+            self.pools[key] = pool
+        if not self.pools[key]:
+            raise ValueError(f"the synthetic {self.split_world} world has used all its {key} "
+                             "names; generate at most about 7,000 questions per world (use "
+                             "more worlds)")
+        return self.pools[key].pop()
+
+    def country(self) -> str:
+        return self._draw("country", self.PARTS["country"])
+
+    def city(self) -> str:
+        return self._draw("city", self.PARTS["city"])
+
+    def person(self) -> str:
+        return self._draw("person", self.PARTS["person"])
+
+    def org(self) -> str:
+        return self._draw("company", (ORG_WORDS, tuple(k for k, _ in ORG_KINDS)))
 
 
 def world_sizes(num_questions: int) -> dict[str, int]:
@@ -235,17 +342,20 @@ def world_sizes(num_questions: int) -> dict[str, int]:
     }
 
 
-def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
-    """A seeded world; all its name words belong to `split_world`."""
+def build_world(seed: int, split_world: str, sizes: dict[str, int],
+                names: str = "syllables") -> World:
+    """A seeded world; all its names belong to `split_world` (`names`: a NAME_STYLES style)."""
     if split_world not in WORLDS:
         raise ValueError(f"split_world must be one of {WORLDS}, got {split_world!r}")
+    if names not in NAME_STYLES:
+        raise ValueError(f"names must be one of {NAME_STYLES}, got {names!r}")
     rng = random.Random(f"lm_jax.synthetic.world:{split_world}:{seed}")
-    names = _Names(rng, split_world)
+    namer = (_WordNames if names == "words" else _SyllableNames)(rng, split_world, sizes)
 
-    country_names = [names.word(2, 3) for _ in range(sizes["countries"])]
+    country_names = [namer.country() for _ in range(sizes["countries"])]
     cities: dict[str, City] = {}
     for i in range(sizes["cities"]):
-        name = names.word(2, 3)
+        name = namer.city()
         cities[name] = City(
             name=name,
             # Every country gets cities: round-robin first, so each has a capital.
@@ -265,12 +375,10 @@ def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
             independent=rng.randint(1700, 1990),
         )
 
-    given = [names.word(2, 2) for _ in range(max(20, sizes["people"] // 5))]
-    family = [names.word(2, 3) for _ in range(max(40, sizes["people"] // 2))]
     people: dict[str, Person] = {}
     city_names = list(cities)
     while len(people) < sizes["people"]:
-        name = f"{rng.choice(given)} {rng.choice(family)}"
+        name = namer.person()
         if name in people:
             continue
         people[name] = Person(
@@ -283,11 +391,10 @@ def build_world(seed: int, split_world: str, sizes: dict[str, int]) -> World:
 
     orgs: dict[str, Org] = {}
     while len(orgs) < sizes["orgs"]:
-        suffix, industry = rng.choice(ORG_KINDS)
-        name = f"{names.word(2, 2)} {suffix}"
+        name = namer.org()
         orgs[name] = Org(
             name=name,
-            industry=industry,
+            industry=INDUSTRY_OF_SUFFIX[name.rsplit(" ", 1)[1]],
             city=rng.choice(city_names),
             founder=rng.choice(person_names),
             founded=rng.randint(1900, 2020),
@@ -456,6 +563,7 @@ def generate(
     comparison_fraction: float = 0.2,  # HotpotQA's dev set: about 20% comparison
     name_answers: bool = False,
     num_distractors: int = 8,
+    names: str = "syllables",
 ) -> list[dict[str, Any]]:
     """HotpotQA-format records (keys in the official order) of one synthetic world.
 
@@ -464,7 +572,7 @@ def generate(
     """
     if num_questions < 0:
         raise ValueError(f"num_questions must be >= 0, got {num_questions}")
-    world = build_world(seed, split_world, world_sizes(num_questions))
+    world = build_world(seed, split_world, world_sizes(num_questions), names)
     rng = random.Random(f"lm_jax.synthetic.questions:{split_world}:{seed}")
 
     bridges = CLOSED_BRIDGES + (NAME_BRIDGES if name_answers else ())
@@ -554,8 +662,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_questions", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split_world", choices=WORLDS, default="train")
+    parser.add_argument("--names", choices=NAME_STYLES, default="syllables")
     args = parser.parse_args(argv)
-    records = generate(args.num_questions, args.seed, args.split_world)
+    records = generate(args.num_questions, args.seed, args.split_world, names=args.names)
     write(args.out, records)
     n_cmp = sum(r["type"] == "comparison" for r in records)
     print(

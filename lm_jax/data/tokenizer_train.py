@@ -24,6 +24,7 @@ Other words are unaffected unless they end in syllables ("Ġsculptor" -> "Ġscul
 which is harmless and the same in both worlds.
 
 CLI: python -m lm_jax.data.tokenizer_train --corpus=FILE.json --out_dir=DIR [--vocab_size=N]
+     [--names=words|syllables|none]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
 
-DEFAULT_VOCAB_SIZE = 1024
+DEFAULT_VOCAB_SIZE = 2048  # an upper bound: the demo's corpus saturates at about 1,200
 DEFAULT_MIN_FREQUENCY = 2
 
 
@@ -87,6 +88,7 @@ def train_tokenizer(
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     min_frequency: int = DEFAULT_MIN_FREQUENCY,
     syllables: Iterable[str] | None = None,
+    words: Iterable[str] | None = None,
 ):
     """Trains a byte-level BPE on `texts`, saves an HF tokenizer directory, returns it loaded.
 
@@ -97,6 +99,9 @@ def train_tokenizer(
       min_frequency: a pair needs this many occurrences (in the de-duplicated corpus) to merge.
       syllables: if given, name words made of these syllables are split into them before
         BPE (see the module doc); the synthetic world's inventory is `synthetic.SYLLABLES`.
+      words: if given, primer texts repeat each of these words, so that with a large enough
+        vocabulary every one becomes a single token ("ĠThorne"), however rare in `texts`
+        (the synthetic "words" style's name words: `synthetic.NAME_WORDS`).
     Returns:
       the `transformers` tokenizer loaded back from `out_dir` with AutoTokenizer.
     """
@@ -123,6 +128,8 @@ def train_tokenizer(
         # least min_frequency times, so each becomes a token however small the corpus.
         for x in syllables:
             unique += [" ".join([x.capitalize() + x] * (k + 1)) for k in range(min_frequency)]
+    for w in sorted(set(words or ())):
+        unique += [" ".join([w] * (k + 1)) for k in range(min_frequency)]
     tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -158,6 +165,19 @@ def train_tokenizer(
     return AutoTokenizer.from_pretrained(out_dir)
 
 
+def name_style_options(names: str) -> dict[str, Any]:
+    """`train_tokenizer` keyword arguments for a synthetic name style (NAME_STYLES or 'none')."""
+    from lm_jax.data import synthetic
+
+    if names == "words":
+        return {"words": synthetic.NAME_WORDS}
+    if names == "syllables":
+        return {"syllables": synthetic.SYLLABLES}
+    if names == "none":
+        return {}
+    raise ValueError(f"unknown name style {names!r}; use one of {synthetic.NAME_STYLES} or 'none'")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the demo byte-level BPE tokenizer.")
     parser.add_argument("--corpus", required=True, help="HotpotQA-format JSON file")
@@ -165,19 +185,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE)
     parser.add_argument("--min_frequency", type=int, default=DEFAULT_MIN_FREQUENCY)
     parser.add_argument(
-        "--syllable_split",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        default=True,
-        help="split synthetic name words into syllables before BPE (default true)",
+        "--names",
+        choices=("syllables", "words", "none"),
+        default="syllables",
+        help="the synthetic world's name style: 'words' makes every name word one token, "
+        "'syllables' splits name words into syllables, 'none' is a plain BPE",
     )
     args = parser.parse_args(argv)
     with open(args.corpus, encoding="utf-8") as f:
         records = json.load(f)
-    syllables = None
-    if args.syllable_split:
-        from lm_jax.data.synthetic import SYLLABLES as syllables
     tokenizer = train_tokenizer(
-        corpus_texts(records), args.out_dir, args.vocab_size, args.min_frequency, syllables
+        corpus_texts(records), args.out_dir, args.vocab_size, args.min_frequency,
+        **name_style_options(args.names),
     )
     print(json.dumps({"out_dir": args.out_dir, "vocab_size": len(tokenizer)}))
 

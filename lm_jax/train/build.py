@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from lm_jax import sharding
+from lm_jax.data.synthetic import NAME_STYLES
 from lm_jax.models.config import DecoderConfig
 from lm_jax.models.latent_memory import LatentMemory, LatentMemoryConfig, paper_adapters
 
@@ -77,6 +78,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.data.synthetic:
         need(d.num_train_questions > 0, "data.num_train_questions", "must be positive")
         need(d.num_eval_questions > 0, "data.num_eval_questions", "must be positive")
+    need(d.synthetic_names in NAME_STYLES, "data.synthetic_names",
+         f"must be one of {NAME_STYLES}, got {d.synthetic_names!r}")
 
 
 def make_mesh(config):

@@ -2,8 +2,9 @@
 
 For `config.data.synthetic` the train and test worlds are generated into WORKDIR/data/raw in the
 official HotpotQA format, so the same TFDS builder reads them as it reads the real files; the
-demo's tokenizer is trained on the train world only, so test-world names reach the models as
-sub-word pieces they have seen, never as whole tokens they have not.
+demo's tokenizer is trained on the train world only (with every name word of the "words" style
+primed as one token; the "syllables" style cuts names into shared syllables), so test-world texts
+use only tokens the models saw in training.
 """
 
 from __future__ import annotations
@@ -42,14 +43,13 @@ def load(config, workdir: str) -> DataBundle:
     # dataset's fast reuse path (building it in parallel in a shared directory races on the
     # final rename; on a directory of their own they build their own copy).
     if d.synthetic:
-        from lm_jax.data import synthetic
-        from lm_jax.data.tokenizer_train import train_tokenizer
+        from lm_jax.data.tokenizer_train import name_style_options, train_tokenizer
 
         manual = os.path.join(workdir, "data", "raw")
         tokenizer_dir = os.path.join(workdir, "tokenizer")
         if jax.process_index() == 0:
             write_synthetic(manual, d.num_train_questions, d.num_eval_questions,
-                            d.synthetic_train_worlds, config.seed)
+                            d.synthetic_train_worlds, config.seed, d.synthetic_names)
             # Synthetic data is valid by construction: no record may be dropped.
             report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
                                      max_drop_fraction=0.0)
@@ -57,7 +57,7 @@ def load(config, workdir: str) -> DataBundle:
                 with open(os.path.join(manual, "hotpot_train_v1.1.json")) as f:
                     records = json.load(f)
                 train_tokenizer(_tokenizer_corpus(records), tokenizer_dir,
-                                syllables=synthetic.SYLLABLES)
+                                **name_style_options(d.synthetic_names))
     elif jax.process_index() == 0:
         report = prepare_dataset(d.dataset, manual_dir=manual, data_dir=tfds_dir,
                                  max_drop_fraction=d.max_drop_fraction)
@@ -72,13 +72,13 @@ def load(config, workdir: str) -> DataBundle:
 
 
 def write_synthetic(manual_dir: str, num_train: int, num_eval: int, train_worlds: int,
-                    seed: int) -> None:
+                    seed: int, names: str = "syllables") -> None:
     """The synthetic splits under the official file names (rewritten only when they change).
 
     Training questions come from `train_worlds` independent worlds (all from the train half of
-    the name inventory): with one world, its few hundred facts recur in every epoch and a small
-    reader learns to answer from memory instead of from the evidence. Evaluation uses one test
-    world whose entities never occur in training.
+    the names, in style `names`): with one world, its few hundred facts recur in every epoch and
+    a small reader learns to answer from memory instead of from the evidence. Evaluation uses
+    one test world whose entities never occur in training.
     """
     from lm_jax.data import synthetic
 
@@ -87,10 +87,10 @@ def write_synthetic(manual_dir: str, num_train: int, num_eval: int, train_worlds
     train = []
     for w in range(train_worlds):
         train += synthetic.generate(min(per_world, num_train - len(train)),
-                                    seed * 100_003 + w, "train")
+                                    seed * 100_003 + w, "train", names=names)
     for fname, records in (("hotpot_train_v1.1.json", train),
                            ("hotpot_dev_distractor_v1.json",
-                            synthetic.generate(num_eval, seed, "test"))):
+                            synthetic.generate(num_eval, seed, "test", names=names))):
         path = os.path.join(manual_dir, fname)
         if not os.path.isfile(path) or open(path).read() != synthetic.dumps(records):
             synthetic.write(path, records)

@@ -108,6 +108,7 @@ def _name_words(records):
 
 
 def test_train_and_test_worlds_are_disjoint(worlds):
+    # Style "syllables" (the default): no title and no name word is shared.
     train, test = worlds
     titles = [{t for r in recs for t, _ in r["context"]} for recs in (train, test)]
     assert not titles[0] & titles[1]
@@ -123,6 +124,36 @@ def test_train_and_test_worlds_are_disjoint(worlds):
     )
 
 
+def test_word_style_worlds_share_words_but_no_title():
+    train, test = (synthetic.generate(300, seed=3, split_world=w, names="words")
+                   for w in synthetic.WORLDS)
+    titles = [{t for r in recs for t, _ in r["context"]} for recs in (train, test)]
+    assert not titles[0] & titles[1]
+    assert all(synthetic.word_world(t) == "train" for t in titles[0])
+    template = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
+                *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+    for recs in (train, test):
+        assert _name_words(recs) - template <= set(synthetic.NAME_WORDS)
+    assert len(_name_words(train) & _name_words(test) & set(synthetic.NAME_WORDS)) > 100
+    # Everything else holds as in the default style.
+    for r in test:
+        if r["answer"] not in ("yes", "no"):
+            assert any(r["answer"] in e.text for e in from_hotpot_json(r).positives)
+
+
+def test_name_inventories_are_distinct_and_a_full_world_fails_clearly():
+    words = synthetic.NAME_WORDS
+    assert len(set(words)) == len(words)
+    template = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
+                *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+    assert not set(words) & template
+    assert len(synthetic.generate(6000, seed=1, split_world="train", names="words")) == 6000
+    with pytest.raises(ValueError, match="at most about 7,000 questions per world"):
+        synthetic.generate(12_000, seed=1, split_world="train", names="words")
+    with pytest.raises(ValueError, match="names must be one of"):
+        synthetic.generate(10, names="letters")
+
+
 def test_cli_is_byte_identical_for_the_same_arguments(tmp_path, capsys):
     args = ["--num_questions=50", "--seed=7", "--split_world=test"]
     synthetic.main([f"--out={tmp_path / 'a.json'}", *args])
@@ -134,6 +165,10 @@ def test_cli_is_byte_identical_for_the_same_arguments(tmp_path, capsys):
     synthetic.main([f"--out={tmp_path / 'c.json'}", "--num_questions=50", "--seed=8"])
     assert (tmp_path / "c.json").read_bytes() != a
     assert len(json.loads(a)) == 50
+    synthetic.main([f"--out={tmp_path / 'd.json'}", *args, "--names=words"])
+    titles = {t for r in json.loads((tmp_path / "d.json").read_text()) for t, _ in r["context"]}
+    assert all(set(t.split()) <= {*synthetic.NAME_WORDS, *synthetic.INDUSTRY_OF_SUFFIX}
+               for t in titles)
 
 
 def test_prepare_synthetic_builds_without_drops(tmp_path):

@@ -16,6 +16,7 @@ from lm_jax.data.tokenizer_train import (
     SPECIAL_TOKENS,
     corpus_texts,
     main,
+    name_style_options,
     syllable_split_pattern,
     train_tokenizer,
 )
@@ -57,7 +58,12 @@ def test_names_split_into_shared_syllable_pieces(tiny_tokenizer):
     assert tok.tokenize("Zorvex Quenby")[:2] == ["ĠZor", "vex"]
     train = synthetic.generate(300, seed=0, split_world="train")
     test = synthetic.generate(100, seed=0, split_world="test")
+    _assert_test_world_uses_seen_tokens(tok, train, test)
+    # Digits one by one.
+    assert tok.tokenize("in 1987")[-4:] == ["1", "9", "8", "7"]
 
+
+def _assert_test_world_uses_seen_tokens(tok, train, test):
     def used(records):
         ids = set()
         for text in dict.fromkeys(corpus_texts(records)):
@@ -70,8 +76,21 @@ def test_names_split_into_shared_syllable_pieces(tiny_tokenizer):
     unseen = used(test) - used(train) - used(shared)
     # Test-world texts use no token that training data never showed the model.
     assert not unseen, tok.convert_ids_to_tokens(sorted(unseen))
-    # Digits one by one.
-    assert tok.tokenize("in 1987")[-4:] == ["1", "9", "8", "7"]
+
+
+def test_name_words_become_single_tokens(tmp_path):
+    # Many small worlds, as the demo's training data (one world of 300 questions leaves a few
+    # inventory words unused).
+    train = [r for w in range(40)
+             for r in synthetic.generate(10, seed=w, split_world="train", names="words")]
+    test = synthetic.generate(100, seed=0, split_world="test", names="words")
+    tok = train_tokenizer(corpus_texts(train), tmp_path, **name_style_options("words"))
+    assert all(len(tok.tokenize(f"at {w}")) == 2 for w in synthetic.NAME_WORDS)
+    assert tok.tokenize("Mira Thorne: Mira Thorne was born in the city of Port Alder.")[:3] == [
+        "ĠMira", "ĠThorne", ":"]
+    _assert_test_world_uses_seen_tokens(tok, train, test)
+    with pytest.raises(ValueError, match="unknown name style"):
+        name_style_options("letters")
 
 
 def test_training_is_deterministic_and_cli_works(tmp_path, capsys):
