@@ -99,6 +99,11 @@ def test_bridge_answers_come_from_shared_vocabularies_unless_names_are_asked_for
     assert len(names) > 100  # cities, countries, founders, capitals, years
 
 
+# Capitalised words of templates and shared vocabularies (every world uses them).
+TEMPLATE_WORDS = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
+                  *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+
+
 def _name_words(records):
     words = set()
     for r in records:
@@ -114,8 +119,7 @@ def test_train_and_test_worlds_are_disjoint(worlds):
     assert not titles[0] & titles[1]
     shared = _name_words(train) & _name_words(test)
     # Only template and kind words are shared, never a name word.
-    allowed = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
-               *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+    allowed = TEMPLATE_WORDS
     assert shared <= allowed, shared - allowed
     assert all(
         synthetic.word_world(w) == "train"
@@ -130,8 +134,7 @@ def test_word_style_worlds_share_words_but_no_title():
     titles = [{t for r in recs for t, _ in r["context"]} for recs in (train, test)]
     assert not titles[0] & titles[1]
     assert all(synthetic.word_world(t) == "train" for t in titles[0])
-    template = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
-                *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+    template = TEMPLATE_WORDS
     for recs in (train, test):
         assert _name_words(recs) - template <= set(synthetic.NAME_WORDS)
     assert len(_name_words(train) & _name_words(test) & set(synthetic.NAME_WORDS)) > 100
@@ -144,8 +147,7 @@ def test_word_style_worlds_share_words_but_no_title():
 def test_name_inventories_are_distinct_and_a_full_world_fails_clearly():
     words = synthetic.NAME_WORDS
     assert len(set(words)) == len(words)
-    template = {"The", "River", *(k for k, _ in synthetic.ORG_KINDS), *synthetic.CONTINENTS,
-                *synthetic.LANGUAGES, *(r.split()[0] for r in synthetic.RIVERS)}
+    template = TEMPLATE_WORDS
     assert not set(words) & template
     assert len(synthetic.generate(6000, seed=1, split_world="train", names="words")) == 6000
     with pytest.raises(ValueError, match="at most about 7,000 questions per world"):
