@@ -297,6 +297,7 @@ class _WordNames:
         "country": (COUNTRY_PREFIXES, COUNTRY_ROOTS),
         "city": (CITY_PREFIXES, PLACE_ROOTS),
         "person": (GIVEN_NAMES, FAMILY_NAMES),
+        "company": (ORG_WORDS, tuple(INDUSTRY_OF_SUFFIX)),
     }
 
     def __init__(self, rng: random.Random, split_world: str, sizes: dict[str, int]):
@@ -305,9 +306,9 @@ class _WordNames:
         self.split_world = split_world
         self.pools: dict[str, list[str]] = {}
 
-    def _draw(self, key: str, parts: tuple[tuple[str, ...], ...]) -> str:
+    def _draw(self, key: str) -> str:
         if key not in self.pools:
-            pool = [" ".join(c) for c in itertools.product(*parts)]
+            pool = [" ".join(c) for c in itertools.product(*self.PARTS[key])]
             pool = [n for n in pool if word_world(n) == self.split_world]
             self.rng.shuffle(pool)
             self.pools[key] = pool
@@ -318,16 +319,16 @@ class _WordNames:
         return self.pools[key].pop()
 
     def country(self) -> str:
-        return self._draw("country", self.PARTS["country"])
+        return self._draw("country")
 
     def city(self) -> str:
-        return self._draw("city", self.PARTS["city"])
+        return self._draw("city")
 
     def person(self) -> str:
-        return self._draw("person", self.PARTS["person"])
+        return self._draw("person")
 
     def org(self) -> str:
-        return self._draw("company", (ORG_WORDS, tuple(k for k, _ in ORG_KINDS)))
+        return self._draw("company")
 
 
 def world_sizes(num_questions: int) -> dict[str, int]:
