@@ -39,6 +39,7 @@ def _base() -> ml_collections.ConfigDict:
         batch_size=32,          # global batch (all hosts together), split into accum_steps
         max_positives=4,
         max_negatives=8,
+        negatives="random",     # hard negatives: random (paper), gold_paragraphs or bm25
         max_evidence_len=128,
         max_question_len=64,
         max_answer_len=32,
@@ -117,6 +118,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.batch_size = 16
     c.data.max_positives = 2
     c.data.max_negatives = 3
+    c.data.negatives = "gold_paragraphs"
     c.data.max_evidence_len = 24
     c.data.max_question_len = 24
     c.data.max_answer_len = 8

@@ -10,8 +10,8 @@ Shapes per example (P = max_positives, N = max_negatives, Le/Lq/La = max lengths
   pos_ids        [P, Le]  int32  supporting sentences "Title: sentence", first P in document order
   pos_mask       [P, Le]  int32
   pos_valid      [P]      bool   row holds a real positive
-  neg_ids        [N, Le]  int32  up to N non-supporting sentences of the same context, half
-                                 of them (rounded up) from the gold paragraphs
+  neg_ids        [N, Le]  int32  up to N non-supporting sentences of the same context, chosen
+                                 by `negatives` (NEGATIVE_SAMPLING)
   neg_mask       [N, Le]  int32
   neg_valid      [N]      bool
   answer_ids     [La]     int32  answer tokens without special tokens
@@ -30,6 +30,14 @@ import grain
 import numpy as np
 
 from lm_jax.data.records import QAExample
+
+# How the N hard negatives are drawn from a question's non-supporting sentences:
+#   random           uniformly (the paper, METHOD.md §3);
+#   gold_paragraphs  half (rounded up) from the gold paragraphs (same entity, other relation),
+#                    the rest uniformly;
+#   bm25             uniformly from the 2N that BM25 ranks highest for the question (the
+#                    sentences that look most like an answer to it, as DPR's hard negatives).
+NEGATIVE_SAMPLING = ("random", "gold_paragraphs", "bm25")
 
 
 def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -56,7 +64,11 @@ class EvidenceEncoder(grain.transforms.RandomMap):
         max_evidence_len: int = 128,
         max_question_len: int = 64,
         max_answer_len: int = 16,
+        negatives: str = "random",
     ):
+        if negatives not in NEGATIVE_SAMPLING:
+            raise ValueError(f"negatives={negatives!r}: expected one of {NEGATIVE_SAMPLING}")
+        self.negatives = negatives
         self.tokenizer = tokenizer
         self.max_positives = max_positives
         self.max_negatives = max_negatives
@@ -89,16 +101,26 @@ class EvidenceEncoder(grain.transforms.RandomMap):
         return ids, mask
 
     def _pick_negatives(self, example: QAExample, rng: np.random.Generator) -> list[str]:
-        """Up to max_negatives non-supporting sentences: half (rounded up) from the gold
-        paragraphs (same entity, other relation: the hardest negatives), the rest from the
-        whole context; fewer hard ones if the gold paragraphs have fewer."""
+        """Up to max_negatives non-supporting sentences, drawn as `self.negatives` says."""
+        texts = [e.render() for e in example.negatives]
+        n = self.max_negatives
+        if self.negatives == "random" or len(texts) <= n:
+            return [texts[i] for i in rng.choice(len(texts), size=min(n, len(texts)),
+                                                 replace=False)]
+        if self.negatives == "bm25":
+            from lm_jax.eval.bm25 import bm25_scores
+
+            scores = bm25_scores(example.question, texts)
+            # Random tie-breaks, so equally scored sentences take turns across epochs.
+            order = np.lexsort((rng.random(len(texts)), -scores))[: 2 * n]
+            return [texts[i] for i in rng.choice(order, size=n, replace=False)]
         gold_titles = {e.title for e in example.positives}
-        hard = [e.render() for e in example.negatives if e.title in gold_titles]
-        rest = [e.render() for e in example.negatives if e.title not in gold_titles]
-        n_hard = min(len(hard), -(-self.max_negatives // 2))
+        hard = [t for e, t in zip(example.negatives, texts) if e.title in gold_titles]
+        rest = [t for e, t in zip(example.negatives, texts) if e.title not in gold_titles]
+        n_hard = min(len(hard), -(-n // 2))
         picked = [hard[i] for i in rng.choice(len(hard), size=n_hard, replace=False)]
         pool = rest + [h for h in hard if h not in picked]
-        k = min(self.max_negatives - n_hard, len(pool))
+        k = min(n - n_hard, len(pool))
         return picked + [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
 
     def __call__(

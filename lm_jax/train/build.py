@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from lm_jax import sharding
+from lm_jax.data.examples import NEGATIVE_SAMPLING
 from lm_jax.data.synthetic import NAME_STYLES
 from lm_jax.models.config import DecoderConfig
 from lm_jax.models.latent_memory import LatentMemory, LatentMemoryConfig, paper_adapters
@@ -46,6 +47,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "max_student_len", "max_teacher_len", "max_answer_len"):
         need(d[key] > 0, f"data.{key}", f"must be positive, got {d[key]}")
     need(d.distill_tokens >= 2, "data.distill_tokens", "must be >= 2 (one forced token)")
+    need(d.negatives in NEGATIVE_SAMPLING, "data.negatives",
+         f"must be one of {NEGATIVE_SAMPLING}, got {d.negatives!r}")
     need(d.max_extra_negatives <= d.max_negatives, "data.max_extra_negatives",
          f"{d.max_extra_negatives} exceeds data.max_negatives={d.max_negatives}")
     need(m.init in ("hf", "random"), "model.init", f"must be 'hf' or 'random', got {m.init!r}")

@@ -191,7 +191,8 @@ def train_and_evaluate(config, workdir: str, *,
                                        max_negatives=d.max_negatives,
                                        max_evidence_len=d.max_evidence_len,
                                        max_question_len=d.max_question_len,
-                                       max_answer_len=d.max_answer_len)
+                                       max_answer_len=d.max_answer_len,
+                                       negatives=d.negatives)
     encoder = LatentMemoryEncoder(
         evidence_encoder, PromptBuilder(gen_tok, model.config.num_latent_tokens), teacher,
         d.max_positives, d.max_student_len,

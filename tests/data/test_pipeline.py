@@ -31,6 +31,7 @@ def encoder(tiny_tokenizer):
         max_evidence_len=24,
         max_question_len=20,
         max_answer_len=6,
+        negatives="gold_paragraphs",
     )
 
 
@@ -80,6 +81,34 @@ def test_encoder_contents(examples, encoder, tiny_tokenizer):
     # The rng alone decides the negatives.
     again = encoder(ex, np.random.default_rng(0), index=7)
     assert _same(out, again)
+
+
+def _decoded_negatives(out, tok) -> list[str]:
+    return [tok.decode(r[m == 1].tolist(), skip_special_tokens=True).strip()
+            for r, m in zip(out["neg_ids"], out["neg_mask"], strict=True) if m.any()]
+
+
+def test_negative_sampling(examples, tiny_tokenizer):
+    from lm_jax.eval.bm25 import bm25_scores
+
+    ex = examples[0]
+    texts = [e.render() for e in ex.negatives]
+    scores = bm25_scores(ex.question, texts)
+    # The 2N = 10 best by BM25, with every sentence tied with the 10th (ties break at random).
+    top = {t for t, s in zip(texts, scores, strict=True) if s >= np.sort(scores)[::-1][9]}
+    assert len(top) < len(texts) / 2
+    seen = {"random": set(), "bm25": set()}
+    for how in seen:
+        enc = EvidenceEncoder(tiny_tokenizer, max_negatives=5, max_evidence_len=24,
+                              negatives=how)
+        for seed in range(20):
+            decoded = _decoded_negatives(enc(ex, np.random.default_rng(seed)), tiny_tokenizer)
+            assert len(set(decoded)) == 5 and set(decoded) <= set(texts)
+            seen[how] |= set(decoded)
+    assert seen["bm25"] <= top and len(seen["bm25"]) >= 8  # sampled, not a fixed top 5
+    assert seen["random"] - top  # the paper's random draw reaches beyond BM25's best
+    with pytest.raises(ValueError, match="negatives='closest'"):
+        EvidenceEncoder(tiny_tokenizer, negatives="closest")
 
 
 def test_static_shapes_and_determinism(examples, encoder):
