@@ -87,8 +87,7 @@ class Runner:
             z = model.encode_evidence(trainable, frozen, ids, mask)
             logits, targets, tmask = model.reconstruction(trainable, frozen, z, ids, mask, bos,
                                                           eos_c)
-            correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * tmask
-            return jnp.stack([jnp.sum(correct, axis=1), jnp.sum(tmask, axis=1)], axis=1)
+            return jnp.argmax(logits, -1) == targets, targets, tmask > 0
 
         self._encode_items, self._encode_queries, self._generate = (
             _encode_items, _encode_queries, _generate)
@@ -113,11 +112,21 @@ class Runner:
         ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
         return self._batched(self._encode_items, ids, mask)
 
+    def reconstruction_report(self, texts: Sequence[str]) -> dict[str, float | None]:
+        """Teacher-forced token accuracy of reconstructing texts from their latents (+ EOS),
+        over all target tokens ("all") and per `metrics.TOKEN_CLASSES` (names, digits, other):
+        what one latent keeps and what it loses."""
+        ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
+        correct, targets, tmask = self._batched(self._recon_correct, ids, mask)  # [N, L+1]
+        correct, targets = correct[tmask], targets[tmask]
+        names = {}
+        for t in np.unique(targets).tolist():
+            names[t] = metrics.token_class(self.comp_tok.decode([t]))
+        return metrics.accuracy_by_class(correct.tolist(), [names[t] for t in targets.tolist()])
+
     def reconstruction_accuracy(self, texts: Sequence[str]) -> float:
         """Teacher-forced token accuracy of reconstructing texts from their latents (+ EOS)."""
-        ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
-        counts = self._batched(self._recon_correct, ids, mask)  # [N, 2]: correct, total
-        return float(counts[:, 0].sum() / max(counts[:, 1].sum(), 1.0))
+        return self.reconstruction_report(texts)["all"] or 0.0
 
     def encode_queries(self, questions: Sequence[str]) -> np.ndarray:
         """Questions [N] -> unit retrieval vectors [N, R]."""
@@ -238,7 +247,8 @@ def run_text_method(runner: Runner, examples, method: str, k: int):
 def diagnostics(runner: Runner, examples, k: int, recall_ks=(2,), run=None) -> dict:
     """Latent Memory on held-out questions: QA F1/EM, supporting-sentence recall@k (also at
     each of `recall_ks`, over the question's own context) and reconstruction token accuracy of
-    the supporting sentences. `run`: a `run_latent_memory` result to reuse."""
+    the supporting sentences, overall and by kind of token (`recon_token_acc/capitalized`,
+    `/digits`, `/other`; `metrics.token_class`). `run`: a `run_latent_memory` result to reuse."""
     records, _, retrieved = run or run_latent_memory(runner, examples, k)
     out = metrics.aggregate(records)
     for rk in recall_ks:
@@ -250,8 +260,11 @@ def diagnostics(runner: Runner, examples, k: int, recall_ks=(2,), run=None) -> d
             chosen = [i for i, ex in enumerate(examples) if ex.type == qtype]
             out[f"{qtype}/recall_at_{rk}"] = metrics.mean(recalls[i] for i in chosen)
             out[f"{qtype}/f1"] = metrics.mean(records[i]["f1"] for i in chosen)
-    out["recon_token_acc"] = runner.reconstruction_accuracy(
+    recon = runner.reconstruction_report(
         [e.render() for ex in examples for e in ex.evidence if e.is_supporting])
+    out["recon_token_acc"] = recon["all"]
+    for cls in metrics.TOKEN_CLASSES:
+        out[f"recon_token_acc/{cls}"] = recon[cls]
     return out
 
 

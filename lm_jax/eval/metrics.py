@@ -119,3 +119,32 @@ def score_example(
         out["recall_at_k"] = recall_at_k(retrieved, gold_items, k)
         out["precision_at_k"] = precision_at_k(retrieved, gold_items, k)
     return out
+
+
+TOKEN_CLASSES = ("capitalized", "digits", "other")
+
+
+def token_class(text: str) -> str:
+    """The class of one decoded token, for reconstruction accuracy by kind of token.
+
+    "capitalized": starts with an upper-case letter (names and titles in English evidence);
+    "digits": only digits (years, counts); "other": everything else (function words, relation
+    words, punctuation, special tokens). Leading/trailing whitespace is ignored.
+    """
+    t = text.strip()
+    if t.isdigit():
+        return "digits"
+    if t[:1].isalpha() and t[:1].isupper():
+        return "capitalized"
+    return "other"
+
+
+def accuracy_by_class(correct: Sequence[bool], classes: Sequence[str]) -> dict[str, float | None]:
+    """Mean of `correct` over all tokens and within each of TOKEN_CLASSES (None if absent).
+
+    Returns {"all": acc, "capitalized": acc, "digits": acc, "other": acc}.
+    """
+    out: dict[str, float | None] = {"all": mean(float(c) for c in correct)}
+    for cls in TOKEN_CLASSES:
+        out[cls] = mean(float(c) for c, k in zip(correct, classes) if k == cls)
+    return out

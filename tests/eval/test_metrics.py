@@ -5,6 +5,7 @@ import math
 import pytest
 
 from lm_jax.eval.metrics import (
+    accuracy_by_class,
     aggregate,
     exact_match,
     f1_score,
@@ -13,6 +14,7 @@ from lm_jax.eval.metrics import (
     precision_at_k,
     recall_at_k,
     score_example,
+    token_class,
 )
 
 
@@ -90,3 +92,22 @@ def test_aggregate_and_mean():
     assert mean([None, float("nan")]) is None
     assert mean([1, None, 2]) == 1.5
     assert not math.isnan(aggregate([{"x": None}, {"x": 2.0}])["x"])
+
+
+@pytest.mark.parametrize("text, cls", [
+    (" Keystone", "capitalized"), ("Mira", "capitalized"), (" 7", "digits"), ("1963", "digits"),
+    (" was", "other"), (".", "other"), ("", "other"), ("<|eos|>", "other"), (" 3rd", "other"),
+    ("Émile", "capitalized"),
+])
+def test_token_class(text, cls):
+    assert token_class(text) == cls
+
+
+def test_accuracy_by_class_hand_computed():
+    correct = [True, False, True, True, False]
+    classes = ["capitalized", "capitalized", "other", "other", "other"]
+    out = accuracy_by_class(correct, classes)
+    assert out["all"] == pytest.approx(3 / 5)
+    assert out["capitalized"] == pytest.approx(1 / 2)
+    assert out["other"] == pytest.approx(2 / 3)
+    assert out["digits"] is None  # no digit tokens: no figure rather than a misleading 0

@@ -54,6 +54,11 @@ def test_export_index_eval_ask(session):
     assert os.path.getsize(os.path.join(work, "eval", "tradeoff.png")) > 1000
     diag = json.load(open(os.path.join(work, "eval", "diagnostics.json")))
     assert 0.0 <= diag["recall_at_2"] <= 1.0 and 0.0 <= diag["recon_token_acc"] <= 1.0
+    # By kind of token: the synthetic sentences have names and digits; the overall accuracy is
+    # their token-weighted mean, so it lies between the smallest and largest class figure.
+    by_class = [diag[f"recon_token_acc/{c}"] for c in ("capitalized", "digits", "other")]
+    assert all(v is not None and 0.0 <= v <= 1.0 for v in by_class)
+    assert min(by_class) - 1e-9 <= diag["recon_token_acc"] <= max(by_class) + 1e-9
     # Per question type, and the types' weighted mean is the overall figure.
     counts = collections.Counter(ex.type for ex in examples[:6])
     weighted = sum(n * diag[f"{t}/recall_at_2"] for t, n in counts.items()) / sum(counts.values())
@@ -69,3 +74,36 @@ def test_export_index_eval_ask(session):
     out = ask(runner, bank, index, examples[0].question, k=3)
     assert len(out["evidence"]) == 3 and isinstance(out["answer"], str)
     assert all(e["text"] in bank.texts for e in out["evidence"])
+
+
+def test_reconstruction_report_by_token_class(session):
+    """The runner's batched, per-class figures equal one direct pass over all texts at once."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lm_jax.hf.tokenizer import encode
+
+    _, _, data, runner = session
+    texts = [e.render() for ex in data.eval[:3] for e in ex.evidence][:runner.batch_size + 5]
+    report = runner.reconstruction_report(texts)  # two batches, the second padded
+
+    tok = runner.comp_tok
+    ids, mask = encode(tok, texts, runner.max_evidence_len, add_special_tokens=True)
+    m = runner.model
+    z = m.encode_evidence(runner.trainable, runner.frozen, jnp.asarray(ids), jnp.asarray(mask))
+    logits, targets, tmask = m.reconstruction(runner.trainable, runner.frozen, z,
+                                              jnp.asarray(ids), jnp.asarray(mask),
+                                              tok.bos_token_id, tok.eos_token_id)
+    hit = np.asarray(jnp.argmax(logits, -1) == targets)
+    targets, keep = np.asarray(targets), np.asarray(tmask) > 0
+    expected = collections.defaultdict(list)
+    for h, t in zip(hit[keep], targets[keep]):
+        word = tok.decode([int(t)]).strip()
+        cls = ("digits" if word.isdigit() else
+               "capitalized" if word[:1].isalpha() and word[:1].isupper() else "other")
+        expected[cls].append(h)
+        expected["all"].append(h)
+    assert set(expected) == {"all", "capitalized", "digits", "other"}
+    for cls, hits in expected.items():
+        assert report[cls] == pytest.approx(np.mean(hits), abs=1e-6), cls
+    assert runner.reconstruction_accuracy(texts) == pytest.approx(report["all"])
