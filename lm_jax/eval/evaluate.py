@@ -119,10 +119,9 @@ class Runner:
         ids, mask = encode(self.comp_tok, texts, self.max_evidence_len, add_special_tokens=True)
         correct, targets, tmask = self._batched(self._recon_correct, ids, mask)  # [N, L+1]
         correct, targets = correct[tmask], targets[tmask]
-        names = {}
-        for t in np.unique(targets).tolist():
-            names[t] = metrics.token_class(self.comp_tok.decode([t]))
-        return metrics.accuracy_by_class(correct.tolist(), [names[t] for t in targets.tolist()])
+        cls = {t: metrics.token_class(self.comp_tok.decode([t]))
+               for t in np.unique(targets).tolist()}  # decode each distinct token once
+        return metrics.accuracy_by_class(correct.tolist(), [cls[t] for t in targets.tolist()])
 
     def reconstruction_accuracy(self, texts: Sequence[str]) -> float:
         """Teacher-forced token accuracy of reconstructing texts from their latents (+ EOS)."""

@@ -81,6 +81,7 @@ def test_reconstruction_report_by_token_class(session):
     import jax.numpy as jnp
     import numpy as np
 
+    from lm_jax.eval.metrics import token_class
     from lm_jax.hf.tokenizer import encode
 
     _, _, data, runner = session
@@ -98,10 +99,7 @@ def test_reconstruction_report_by_token_class(session):
     targets, keep = np.asarray(targets), np.asarray(tmask) > 0
     expected = collections.defaultdict(list)
     for h, t in zip(hit[keep], targets[keep]):
-        word = tok.decode([int(t)]).strip()
-        cls = ("digits" if word.isdigit() else
-               "capitalized" if word[:1].isalpha() and word[:1].isupper() else "other")
-        expected[cls].append(h)
+        expected[token_class(tok.decode([int(t)]))].append(h)
         expected["all"].append(h)
     assert set(expected) == {"all", "capitalized", "digits", "other"}
     for cls, hits in expected.items():
