@@ -86,6 +86,9 @@ def _base() -> ml_collections.ConfigDict:
         enabled=False, total_steps=0, batch_size=32, learning_rate=3e-3, lm_weight=0.2,
         max_len=256, warmup_steps=20,
         max_contexts=5))        # supporting sentences + random distractors, shuffled
+    # Demo only: train a separate compressor base on single-vector reconstruction, then freeze it.
+    c.pretrain_compressor = ml_collections.ConfigDict(dict(
+        enabled=False, total_steps=0, batch_size=64, learning_rate=2e-3, warmup_steps=20))
 
     c.eval = ml_collections.ConfigDict(dict(
         k=5,

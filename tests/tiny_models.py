@@ -5,6 +5,7 @@ models and the smallest batches the three losses accept, so a run takes seconds.
 def shrink_to_tiny(c) -> None:
     """Mutates an unlocked ConfigDict in place (model size, negatives, distillation, eval)."""
     c.pretrain_generator.enabled = False
+    c.pretrain_compressor.enabled = False
     c.model.init = "random"
     c.model.arch.update(dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
                              num_kv_heads=1, head_dim=16))

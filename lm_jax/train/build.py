@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
 from lm_jax import sharding
 from lm_jax.data.examples import NEGATIVE_SAMPLING
@@ -72,6 +73,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         pc = config.pretrain_generator
         need(not pc.enabled or pc.total_steps > 0, "pretrain_generator.total_steps",
              "must be positive when the generator stage is enabled")
+    cc = config.pretrain_compressor
+    if cc.enabled:
+        need(config.pretrain_generator.enabled, "pretrain_compressor.enabled",
+             "needs pretrain_generator.enabled (both are demo stages on the same architecture)")
+        need(not m.share_base, "pretrain_compressor.enabled",
+             "needs model.share_base=False (the compressor gets a base of its own)")
+        need(cc.total_steps > 0 and cc.batch_size > 0, "pretrain_compressor.total_steps",
+             "total_steps and batch_size must be positive")
         need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
              "data.max_teacher_len", "teacher prompt + distill tokens exceed "
              f"model.arch.max_position_embeddings={a.max_position_embeddings}")
@@ -124,8 +133,10 @@ def model_dirs(config, workdir: str) -> tuple[str, str]:
     if m.init == "random":
         return "", ""
     default = os.path.join(workdir, "generator")  # the demo's pretrained reader
+    comp_default = (os.path.join(workdir, "compressor") if config.pretrain_compressor.enabled
+                    else default)
     gen = resolve_model_dir(m.generator or default, flag_name="--config.model.generator")
-    comp = resolve_model_dir(m.compressor or default, flag_name="--config.model.compressor")
+    comp = resolve_model_dir(m.compressor or comp_default, flag_name="--config.model.compressor")
     return comp, gen
 
 
@@ -148,6 +159,25 @@ def build_latent_memory(config, comp_cfg: DecoderConfig, gen_cfg: DecoderConfig)
         compressor=comp_cfg, generator=gen_cfg, adapters=adapters,
         num_latent_tokens=m.num_latent_tokens, retrieval_dim=m.retrieval_dim,
         share_base=m.share_base))
+
+
+def _start_mem_embedding(trainable: dict, comp_dir: str, train_sh) -> dict:
+    """Starts `mem_embedding` from the MEM vector saved with a pretrained compressor base."""
+    from lm_jax.train.pretrain import MEM_EMBEDDING_FILE
+
+    path = os.path.join(comp_dir, MEM_EMBEDDING_FILE) if comp_dir else ""
+    if not path or not os.path.exists(path):
+        return trainable
+    current = trainable["heads"]["mem_embedding"]
+    saved = np.load(path)
+    if saved.shape != current.shape:
+        raise ValueError(f"{path}: MEM embedding of shape {saved.shape}, the model needs "
+                         f"{current.shape} (model.num_latent_tokens x hidden size)")
+    saved = saved.astype(current.dtype)
+    # From every process's own copy of the file, so it also works on a multi-host mesh.
+    heads = dict(trainable["heads"], mem_embedding=jax.make_array_from_callback(
+        saved.shape, train_sh["heads"]["mem_embedding"], lambda index: saved[index]))
+    return dict(trainable, heads=heads)
 
 
 def build(config, workdir: str, mesh=None, tokenizers=None) -> Components:
@@ -195,6 +225,7 @@ def build(config, workdir: str, mesh=None, tokenizers=None) -> Components:
         return model.split(nn.unbox(model.init(r)))[1]
 
     trainable = jax.jit(init_trainable, out_shardings=train_sh)(rng)
+    trainable = _start_mem_embedding(trainable, comp_dir, train_sh)
     if m.init == "random":
         frozen = jax.jit(init_frozen, out_shardings=frozen_sh)(rng)
     else:

@@ -29,7 +29,7 @@ from lm_jax.train import data_stage
 from lm_jax.train.batches import LatentMemoryEncoder, TeacherCache
 from lm_jax.train.checkpoint import Checkpointer, abstract_like
 from lm_jax.train.metrics_log import MetricLogger
-from lm_jax.train.pretrain import pretrain_generator
+from lm_jax.train.pretrain import pretrain_compressor, pretrain_generator
 from lm_jax.train.step import LossConfig, latent_memory_losses, make_optimizer, make_train_step
 
 STAGE = "latent_memory"
@@ -84,7 +84,7 @@ def make_runner(comps, config, trainable=None) -> ev.Runner:
 
 
 def prepare(config, workdir: str, logger: MetricLogger | None = None):
-    """The stages before the model exists: data, and the demo's generator stage.
+    """The stages before the model exists: data, and the demo's generator (+ compressor) stage.
 
     Returns (data bundle, logger).
     """
@@ -100,6 +100,8 @@ def prepare(config, workdir: str, logger: MetricLogger | None = None):
         tok = load_tokenizer(data.tokenizer_dir, flag_name="--config.data")
         arch = build_lib.random_arch(config, len(tok))
         pretrain_generator(config, workdir, data.train, tok, arch, logger)
+        if config.pretrain_compressor.enabled:
+            pretrain_compressor(config, workdir, data.train, tok, arch, logger)
         sync("generator stage")
     return data, logger
 

@@ -1,4 +1,7 @@
-"""Demo stage `generator`: teach a tiny random LM to read raw evidence before it is frozen.
+"""Demo stage `generator`: teach tiny random LMs what the paper's pretrained ones already know.
+
+`pretrain_generator` trains the reader; `pretrain_compressor` trains the separate compressor base
+(see its docstring).
 
 A tiny generator knows nothing, so the demo first trains it, all parameters, as a reader: the
 generator's own prompt with a few raw contexts (the supporting sentences plus random distractors,
@@ -110,5 +113,85 @@ def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config
     if jax.process_index() == 0:
         save_params(params, decoder_config, tmp)
         tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    return out_dir
+
+
+MEM_EMBEDDING_FILE = "mem_embedding.npy"
+
+
+def evidence_texts(examples) -> list[str]:
+    """Every distinct evidence item of `examples`, as the compressor sees it, sorted."""
+    return sorted({e.render() for x in examples for e in x.evidence})
+
+
+def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_config,
+                        logger: MetricLogger) -> str:
+    """Trains the demo's compressor base and saves it to WORKDIR/compressor; returns that dir.
+
+    A frozen base has to know its language before LoRA can adapt it. A pretrained LLM does; a
+    tiny one trained as a reader (or as a plain LM) treats the world's names as interchangeable
+    and caps what one latent can hold (BENCHMARKS.md, "The compressor's base"). So the base is
+    trained from random init, all weights and a MEM vector, on the single-vector reconstruction
+    objective (the `reconstruct` path of METHOD.md §3 with the adapters at zero) over the
+    training evidence. It is then frozen like any HF base; the MEM vector is saved beside it
+    (`mem_embedding.npy`, [T, H]) and starts the Latent Memory stage's `mem_embedding`.
+    """
+    import dataclasses as dc
+
+    from lm_jax.hf.checkpoint import save_params
+    from lm_jax.hf.tokenizer import encode
+    from lm_jax.train import build as build_lib
+
+    out_dir = os.path.join(workdir, "compressor")
+    if os.path.exists(os.path.join(out_dir, "config.json")):
+        return out_dir
+    pc = config.pretrain_compressor
+    model = build_lib.build_latent_memory(config, decoder_config, decoder_config)
+    model = type(model)(dc.replace(model.config, share_base=False))
+    trainable, frozen = model.split(nn.unbox(model.init(jax.random.key(config.seed + 2))))
+    params = {"base": frozen["compressor"], "mem": trainable["heads"]["mem_embedding"]}
+    texts = evidence_texts(examples)
+    ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)
+
+    def loss_fn(p, ids, mask):
+        t = dict(trainable, heads=dict(trainable["heads"], mem_embedding=p["mem"]))
+        fr = {"compressor": p["base"]}
+        z = model.encode_evidence(t, fr, ids, mask)
+        logits, targets, tmask = model.reconstruction(t, fr, z, ids, mask, tokenizer.bos_token_id,
+                                                      tokenizer.eos_token_id)
+        loss, acc = token_cross_entropy(logits, targets, tmask)
+        return loss, dict(loss=loss, recon_token_acc=acc)
+
+    warmup = min(pc.warmup_steps, pc.total_steps // 10)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, warmup,
+                                                  pc.total_steps, pc.learning_rate * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
+    opt_state = tx.init(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, ids, mask):
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, ids, mask)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, metrics
+
+    data_rng = np.random.default_rng(config.seed + 2)
+    t0 = time.time()
+    for i in range(1, pc.total_steps + 1):
+        idx = data_rng.integers(0, len(texts), pc.batch_size)
+        params, opt_state, metrics = step(params, opt_state, jnp.asarray(ids[idx]),
+                                          jnp.asarray(mask[idx]))
+        if i % config.log_every == 0 or i == pc.total_steps:
+            m = {k: float(v) for k, v in metrics.items()}
+            if not np.isfinite(m["loss"]):
+                raise FloatingPointError(f"compressor pretraining: loss is {m['loss']} at step {i}")
+            m.update(learning_rate=float(schedule(i)), elapsed_s=time.time() - t0)
+            logger.write("compressor", i, m)
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if jax.process_index() == 0:
+        save_params(params["base"], decoder_config, tmp)
+        tokenizer.save_pretrained(tmp)
+        np.save(os.path.join(tmp, MEM_EMBEDDING_FILE), np.asarray(params["mem"], np.float32))
         os.replace(tmp, out_dir)
     return out_dir
