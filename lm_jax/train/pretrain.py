@@ -136,6 +136,10 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     objective (the `reconstruct` path of METHOD.md §3 with the adapters at zero) over the
     training evidence. It is then frozen like any HF base; the MEM vector is saved beside it
     (`mem_embedding.npy`, [T, H]) and starts the Latent Memory stage's `mem_embedding`.
+
+    With `pretrain_compressor.reader_embeddings` the base starts from the reader's token
+    embeddings (WORKDIR/generator) and keeps them fixed. The embeddings are tied, so z then lives
+    in the space the reader embeds its own tokens in, which `cross_proj` has to map z into.
     """
     import dataclasses as dc
 
@@ -150,13 +154,21 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     model = build_lib.build_latent_memory(config, decoder_config, decoder_config)
     model = type(model)(dc.replace(model.config, share_base=False))
     trainable, frozen = model.split(nn.unbox(model.init(jax.random.key(config.seed + 2))))
-    params = {"base": frozen["compressor"], "mem": trainable["heads"]["mem_embedding"]}
+    base = frozen["compressor"]
+    fixed = {}
+    if pc.reader_embeddings:
+        from lm_jax.hf.checkpoint import load_params
+
+        reader = load_params(os.path.join(workdir, "generator"), decoder_config)
+        fixed = {"embed_tokens": reader["embed_tokens"]}
+        base = {k: v for k, v in base.items() if k not in fixed}
+    params = {"base": base, "mem": trainable["heads"]["mem_embedding"]}
     texts = evidence_texts(examples)
     ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)
 
     def loss_fn(p, ids, mask):
         t = dict(trainable, heads=dict(trainable["heads"], mem_embedding=p["mem"]))
-        fr = {"compressor": p["base"]}
+        fr = {"compressor": {**p["base"], **fixed}}
         z = model.encode_evidence(t, fr, ids, mask)
         logits, targets, tmask = model.reconstruction(t, fr, z, ids, mask, tokenizer.bos_token_id,
                                                       tokenizer.eos_token_id)
@@ -190,7 +202,7 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     tmp = out_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     if jax.process_index() == 0:
-        save_params(params["base"], decoder_config, tmp)
+        save_params({**params["base"], **fixed}, decoder_config, tmp)
         tokenizer.save_pretrained(tmp)
         np.save(os.path.join(tmp, MEM_EMBEDDING_FILE), np.asarray(params["mem"], np.float32))
         os.replace(tmp, out_dir)

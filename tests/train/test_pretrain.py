@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from lm_jax.hf.checkpoint import load_params
+from lm_jax.hf.checkpoint import load_hf_config, load_params
 from lm_jax.train import build as build_lib
 from lm_jax.train.loop import prepare
 from lm_jax.train.metrics_log import read_metrics
@@ -61,6 +61,23 @@ def test_compressor_stage_learns_saves_and_is_not_rerun(tmp_path, data_dir):
     assert not np.allclose(np.asarray(gen), np.asarray(comp))
     np.testing.assert_array_equal(np.asarray(comps.trainable["heads"]["mem_embedding"]),
                                   np.load(os.path.join(comp_dir, MEM_EMBEDDING_FILE)))
+
+
+def test_compressor_stage_can_keep_the_readers_embeddings(tmp_path, data_dir):
+    config = _stage_config(data_dir, **{"pretrain_compressor.reader_embeddings": True,
+                                        "pretrain_compressor.total_steps": 20})
+    workdir = str(tmp_path / "w")
+    prepare(config, workdir)
+    reader_dir, comp_dir = os.path.join(workdir, "generator"), os.path.join(workdir, "compressor")
+    reader = load_params(reader_dir, load_hf_config(reader_dir))
+    comp = load_params(comp_dir, load_hf_config(comp_dir))
+    np.testing.assert_array_equal(np.asarray(comp["embed_tokens"]["embedding"]),
+                                  np.asarray(reader["embed_tokens"]["embedding"]))
+    rows = read_metrics(workdir, "compressor")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    # The rest of the base was trained, not copied from the reader.
+    assert not np.allclose(np.asarray(comp["layers_0"]["mlp"]["up_proj"]["kernel"]),
+                           np.asarray(reader["layers_0"]["mlp"]["up_proj"]["kernel"]))
 
 
 @pytest.mark.parametrize("key,value,needle", [
