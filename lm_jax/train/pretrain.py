@@ -66,18 +66,9 @@ def _loss(model, lm_weight, params, batch):
     return loss, dict(loss=loss, loss_answer=ans_loss, loss_lm=lm_loss, answer_acc=ans_acc)
 
 
-def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config,
-                       logger: MetricLogger) -> str:
-    """Trains the reader and saves it to WORKDIR/generator; returns that directory."""
-    from lm_jax.hf.checkpoint import save_params
-
-    out_dir = os.path.join(workdir, "generator")
-    if os.path.exists(os.path.join(out_dir, "config.json")):
-        return out_dir
-    pc = config.pretrain_generator
-    model = Decoder(decoder_config)
-    rng = jax.random.key(config.seed + 1)
-    params = nn.unbox(model.init(rng, jnp.zeros((1, 4), jnp.int32))["params"])
+def _fit(config, stage: str, pc, params, loss_fn, next_batch, logger: MetricLogger):
+    """AdamW (warm-up + cosine, clip 1.0) on `loss_fn(params, batch) -> (loss, metrics)` for
+    `pc.total_steps` batches from `next_batch()`; logs every `log_every` steps as `stage`."""
     warmup = min(pc.warmup_steps, pc.total_steps // 10)
     schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, warmup,
                                                   pc.total_steps, pc.learning_rate * 0.05)
@@ -86,34 +77,59 @@ def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(params, opt_state, batch):
-        grads, metrics = jax.grad(functools.partial(_loss, model, pc.lm_weight),
-                                  has_aux=True)(params, batch)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, batch)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, metrics
 
-    builder = PromptBuilder(tokenizer, 1)
-    data_rng = np.random.default_rng(config.seed)
-    max_contexts = pc.max_contexts
     t0 = time.time()
     for i in range(1, pc.total_steps + 1):
-        idx = data_rng.integers(0, len(examples), pc.batch_size)
-        rows = [reader_example(examples[j], builder, tokenizer, data_rng, max_contexts,
-                               pc.max_len) for j in idx]
-        batch = {k: jnp.asarray(np.stack([r[n] for r in rows]))
-                 for n, k in enumerate(("ids", "mask", "answer_mask", "prompt_mask"))}
-        params, opt_state, metrics = step(params, opt_state, batch)
+        params, opt_state, metrics = step(params, opt_state, next_batch())
         if i % config.log_every == 0 or i == pc.total_steps:
             m = {k: float(v) for k, v in metrics.items()}
             if not np.isfinite(m["loss"]):
-                raise FloatingPointError(f"generator pretraining: loss is {m['loss']} at step {i}")
+                raise FloatingPointError(f"{stage} pretraining: loss is {m['loss']} at step {i}")
             m.update(learning_rate=float(schedule(i)), elapsed_s=time.time() - t0)
-            logger.write("generator", i, m)
+            logger.write(stage, i, m)
+    return params
+
+
+def _save_base(params, decoder_config, tokenizer, out_dir: str, arrays=None) -> None:
+    """Writes an HF checkpoint (+ tokenizer, + named .npy arrays) to out_dir, via a temp dir."""
+    from lm_jax.hf.checkpoint import save_params
+
     tmp = out_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     if jax.process_index() == 0:
         save_params(params, decoder_config, tmp)
         tokenizer.save_pretrained(tmp)
+        for name, array in (arrays or {}).items():
+            np.save(os.path.join(tmp, name), array)
         os.replace(tmp, out_dir)
+
+
+def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config,
+                       logger: MetricLogger) -> str:
+    """Trains the reader and saves it to WORKDIR/generator; returns that directory."""
+    out_dir = os.path.join(workdir, "generator")
+    if os.path.exists(os.path.join(out_dir, "config.json")):
+        return out_dir
+    pc = config.pretrain_generator
+    model = Decoder(decoder_config)
+    rng = jax.random.key(config.seed + 1)
+    params = nn.unbox(model.init(rng, jnp.zeros((1, 4), jnp.int32))["params"])
+    builder = PromptBuilder(tokenizer, 1)
+    data_rng = np.random.default_rng(config.seed)
+
+    def next_batch():
+        idx = data_rng.integers(0, len(examples), pc.batch_size)
+        rows = [reader_example(examples[j], builder, tokenizer, data_rng, pc.max_contexts,
+                               pc.max_len) for j in idx]
+        return {k: jnp.asarray(np.stack([r[n] for r in rows]))
+                for n, k in enumerate(("ids", "mask", "answer_mask", "prompt_mask"))}
+
+    params = _fit(config, "generator", pc, params,
+                  functools.partial(_loss, model, pc.lm_weight), next_batch, logger)
+    _save_base(params, decoder_config, tokenizer, out_dir)
     return out_dir
 
 
@@ -143,7 +159,6 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     """
     import dataclasses as dc
 
-    from lm_jax.hf.checkpoint import save_params
     from lm_jax.hf.tokenizer import encode
     from lm_jax.train import build as build_lib
 
@@ -166,44 +181,22 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     texts = evidence_texts(examples)
     ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)
 
-    def loss_fn(p, ids, mask):
+    def loss_fn(p, batch):
         t = dict(trainable, heads=dict(trainable["heads"], mem_embedding=p["mem"]))
         fr = {"compressor": {**p["base"], **fixed}}
-        z = model.encode_evidence(t, fr, ids, mask)
-        logits, targets, tmask = model.reconstruction(t, fr, z, ids, mask, tokenizer.bos_token_id,
-                                                      tokenizer.eos_token_id)
+        z = model.encode_evidence(t, fr, batch["ids"], batch["mask"])
+        logits, targets, tmask = model.reconstruction(
+            t, fr, z, batch["ids"], batch["mask"], tokenizer.bos_token_id, tokenizer.eos_token_id)
         loss, acc = token_cross_entropy(logits, targets, tmask)
         return loss, dict(loss=loss, recon_token_acc=acc)
 
-    warmup = min(pc.warmup_steps, pc.total_steps // 10)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, pc.learning_rate, warmup,
-                                                  pc.total_steps, pc.learning_rate * 0.05)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.0))
-    opt_state = tx.init(params)
-
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def step(params, opt_state, ids, mask):
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, ids, mask)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, metrics
-
     data_rng = np.random.default_rng(config.seed + 2)
-    t0 = time.time()
-    for i in range(1, pc.total_steps + 1):
+
+    def next_batch():
         idx = data_rng.integers(0, len(texts), pc.batch_size)
-        params, opt_state, metrics = step(params, opt_state, jnp.asarray(ids[idx]),
-                                          jnp.asarray(mask[idx]))
-        if i % config.log_every == 0 or i == pc.total_steps:
-            m = {k: float(v) for k, v in metrics.items()}
-            if not np.isfinite(m["loss"]):
-                raise FloatingPointError(f"compressor pretraining: loss is {m['loss']} at step {i}")
-            m.update(learning_rate=float(schedule(i)), elapsed_s=time.time() - t0)
-            logger.write("compressor", i, m)
-    tmp = out_dir + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if jax.process_index() == 0:
-        save_params({**params["base"], **fixed}, decoder_config, tmp)
-        tokenizer.save_pretrained(tmp)
-        np.save(os.path.join(tmp, MEM_EMBEDDING_FILE), np.asarray(params["mem"], np.float32))
-        os.replace(tmp, out_dir)
+        return {"ids": jnp.asarray(ids[idx]), "mask": jnp.asarray(mask[idx])}
+
+    params = _fit(config, "compressor", pc, params, loss_fn, next_batch, logger)
+    _save_base({**params["base"], **fixed}, decoder_config, tokenizer, out_dir,
+               {MEM_EMBEDDING_FILE: np.asarray(params["mem"], np.float32)})
     return out_dir
