@@ -81,6 +81,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              "needs model.share_base=False (the compressor gets a base of its own)")
         need(cc.total_steps > 0 and cc.batch_size > 0, "pretrain_compressor.total_steps",
              "total_steps and batch_size must be positive")
+        from lm_jax.train.pretrain import READER_EMBEDDINGS
+
+        need(cc.reader_embeddings in READER_EMBEDDINGS, "pretrain_compressor.reader_embeddings",
+             f"must be one of {READER_EMBEDDINGS}, got {cc.reader_embeddings!r}")
         need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
              "data.max_teacher_len", "teacher prompt + distill tokens exceed "
              f"model.arch.max_position_embeddings={a.max_position_embeddings}")

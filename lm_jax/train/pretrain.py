@@ -134,6 +134,7 @@ def pretrain_generator(config, workdir: str, examples, tokenizer, decoder_config
 
 
 MEM_EMBEDDING_FILE = "mem_embedding.npy"
+READER_EMBEDDINGS = ("none", "init", "fixed")
 
 
 def evidence_texts(examples) -> list[str]:
@@ -153,9 +154,10 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     training evidence. It is then frozen like any HF base; the MEM vector is saved beside it
     (`mem_embedding.npy`, [T, H]) and starts the Latent Memory stage's `mem_embedding`.
 
-    With `pretrain_compressor.reader_embeddings` the base starts from the reader's token
-    embeddings (WORKDIR/generator) and keeps them fixed. The embeddings are tied, so z then lives
-    in the space the reader embeds its own tokens in, which `cross_proj` has to map z into.
+    `pretrain_compressor.reader_embeddings` (READER_EMBEDDINGS): "none" starts the token
+    embeddings at random; "init" starts them from the reader's (WORKDIR/generator); "fixed"
+    also keeps them. The embeddings are tied, so with the reader's z starts out in (or, fixed,
+    stays in) the space the reader embeds its own tokens in, where `cross_proj` has to map it.
     """
     import dataclasses as dc
 
@@ -171,12 +173,15 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     trainable, frozen = model.split(nn.unbox(model.init(jax.random.key(config.seed + 2))))
     base = frozen["compressor"]
     fixed = {}
-    if pc.reader_embeddings:
+    if pc.reader_embeddings != "none":
         from lm_jax.hf.checkpoint import load_params
 
         reader = load_params(os.path.join(workdir, "generator"), decoder_config)
-        fixed = {"embed_tokens": reader["embed_tokens"]}
-        base = {k: v for k, v in base.items() if k not in fixed}
+        if pc.reader_embeddings == "fixed":
+            fixed = {"embed_tokens": reader["embed_tokens"]}
+            base = {k: v for k, v in base.items() if k not in fixed}
+        else:
+            base = dict(base, embed_tokens=reader["embed_tokens"])
     params = {"base": base, "mem": trainable["heads"]["mem_embedding"]}
     texts = evidence_texts(examples)
     ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)

@@ -63,16 +63,21 @@ def test_compressor_stage_learns_saves_and_is_not_rerun(tmp_path, data_dir):
                                   np.load(os.path.join(comp_dir, MEM_EMBEDDING_FILE)))
 
 
-def test_compressor_stage_can_keep_the_readers_embeddings(tmp_path, data_dir):
-    config = _stage_config(data_dir, **{"pretrain_compressor.reader_embeddings": True,
+@pytest.mark.parametrize("mode", ["fixed", "init"])
+def test_compressor_stage_can_start_from_the_readers_embeddings(tmp_path, data_dir, mode):
+    config = _stage_config(data_dir, **{"pretrain_compressor.reader_embeddings": mode,
                                         "pretrain_compressor.total_steps": 20})
     workdir = str(tmp_path / "w")
     prepare(config, workdir)
     reader_dir, comp_dir = os.path.join(workdir, "generator"), os.path.join(workdir, "compressor")
     reader = load_params(reader_dir, load_hf_config(reader_dir))
     comp = load_params(comp_dir, load_hf_config(comp_dir))
-    np.testing.assert_array_equal(np.asarray(comp["embed_tokens"]["embedding"]),
-                                  np.asarray(reader["embed_tokens"]["embedding"]))
+    same = np.array_equal(np.asarray(comp["embed_tokens"]["embedding"]),
+                          np.asarray(reader["embed_tokens"]["embedding"]))
+    assert same == (mode == "fixed")
+    if mode == "init":  # trained from the reader's: still aligned with them (random: ~0)
+        a, b = (np.asarray(p["embed_tokens"]["embedding"]).ravel() for p in (comp, reader))
+        assert np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.5
     rows = read_metrics(workdir, "compressor")
     assert rows[-1]["loss"] < rows[0]["loss"]
     # The rest of the base was trained, not copied from the reader.
@@ -84,6 +89,7 @@ def test_compressor_stage_can_keep_the_readers_embeddings(tmp_path, data_dir):
     ("model.share_base", True, "needs model.share_base=False"),
     ("pretrain_generator.enabled", False, "needs pretrain_generator.enabled"),
     ("pretrain_compressor.total_steps", 0, "pretrain_compressor.total_steps"),
+    ("pretrain_compressor.reader_embeddings", "frozen", "reader_embeddings: must be one of"),
 ])
 def test_compressor_stage_config_errors(tmp_path, data_dir, key, value, needle):
     with pytest.raises(build_lib.ConfigError, match=needle):
