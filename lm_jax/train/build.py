@@ -73,6 +73,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         pc = config.pretrain_generator
         need(not pc.enabled or pc.total_steps > 0, "pretrain_generator.total_steps",
              "must be positive when the generator stage is enabled")
+        need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
+             "data.max_teacher_len", "teacher prompt + distill tokens exceed "
+             f"model.arch.max_position_embeddings={a.max_position_embeddings}")
     cc = config.pretrain_compressor
     if cc.enabled:
         need(config.pretrain_generator.enabled, "pretrain_compressor.enabled",
@@ -85,9 +88,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
         need(cc.reader_embeddings in READER_EMBEDDINGS, "pretrain_compressor.reader_embeddings",
              f"must be one of {READER_EMBEDDINGS}, got {cc.reader_embeddings!r}")
-        need(d.max_teacher_len + d.distill_tokens <= a.max_position_embeddings,
-             "data.max_teacher_len", "teacher prompt + distill tokens exceed "
-             f"model.arch.max_position_embeddings={a.max_position_embeddings}")
     unknown = [x for x in config.eval.methods if x not in KNOWN_METHODS]
     need(not unknown, "eval.methods", f"unknown methods {unknown}; known: {KNOWN_METHODS}")
     need(config.eval.k > 0, "eval.k", "must be positive")

@@ -106,6 +106,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
     ("data.max_extra_negatives", 5, "exceeds data.max_negatives"),
     ("data.synthetic_names", "letters", "data.synthetic_names: must be one of"),
     ("data.negatives", "closest", "data.negatives: must be one of"),
+    ("data.max_teacher_len", 2000, "teacher prompt \\+ distill tokens exceed"),
 ])
 def test_inconsistent_config_is_rejected_before_compiling(tmp_path, data_dir, key, value, needle):
     overrides = {key: value}
