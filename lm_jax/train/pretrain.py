@@ -137,11 +137,6 @@ MEM_EMBEDDING_FILE = "mem_embedding.npy"
 READER_EMBEDDINGS = ("none", "init", "fixed")
 
 
-def evidence_texts(examples) -> list[str]:
-    """Every distinct evidence item of `examples`, as the compressor sees it, sorted."""
-    return sorted({e.render() for x in examples for e in x.evidence})
-
-
 def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_config,
                         logger: MetricLogger) -> str:
     """Trains the demo's compressor base and saves it to WORKDIR/compressor; returns that dir.
@@ -159,8 +154,6 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     also keeps them. The embeddings are tied, so with the reader's z starts out in (or, fixed,
     stays in) the space the reader embeds its own tokens in, where `cross_proj` has to map it.
     """
-    import dataclasses as dc
-
     from lm_jax.hf.tokenizer import encode
     from lm_jax.train import build as build_lib
 
@@ -168,8 +161,8 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     if os.path.exists(os.path.join(out_dir, "config.json")):
         return out_dir
     pc = config.pretrain_compressor
+    # validate_config requires share_base=False here, so the model has a compressor base.
     model = build_lib.build_latent_memory(config, decoder_config, decoder_config)
-    model = type(model)(dc.replace(model.config, share_base=False))
     trainable, frozen = model.split(nn.unbox(model.init(jax.random.key(config.seed + 2))))
     base = frozen["compressor"]
     fixed = {}
@@ -183,7 +176,7 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
         else:
             base = dict(base, embed_tokens=reader["embed_tokens"])
     params = {"base": base, "mem": trainable["heads"]["mem_embedding"]}
-    texts = evidence_texts(examples)
+    texts = sorted({e.render() for x in examples for e in x.evidence})  # distinct items
     ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)
 
     def loss_fn(p, batch):
