@@ -89,7 +89,9 @@ def _base() -> ml_collections.ConfigDict:
     # Demo only: train a separate compressor base on single-vector reconstruction, then freeze it.
     c.pretrain_compressor = ml_collections.ConfigDict(dict(
         enabled=False, total_steps=0, batch_size=64, learning_rate=2e-3, warmup_steps=20,
-        reader_embeddings="none"))  # 'init': start from the reader's; 'fixed': and keep them
+        reader_embeddings="none",  # 'init': start from the reader's; 'fixed': and keep them
+        tie_embeddings=True,       # False: the base gets its own output head
+        questions=False))          # True: reconstruct the training questions too
 
     c.eval = ml_collections.ConfigDict(dict(
         k=5,

@@ -13,6 +13,7 @@ and renamed), so later stages load it like any other model.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -137,6 +138,32 @@ MEM_EMBEDDING_FILE = "mem_embedding.npy"
 READER_EMBEDDINGS = ("none", "init", "fixed")
 
 
+def compressor_texts(examples, tokenizer, data_config, questions: bool):
+    """The compressor stage's texts: every distinct training evidence item, and with `questions`
+    every distinct training question, tokenized with BOS/EOS as the Latent Memory stage does.
+
+    Returns:
+      ids, mask [N, W] int32, right-padded; evidence truncated to `max_evidence_len`, questions
+      to `max_question_len`, W the larger of the two when there are questions.
+    """
+    from lm_jax.hf.tokenizer import encode
+
+    texts = sorted({e.render() for x in examples for e in x.evidence})
+    ids, mask = encode(tokenizer, texts, data_config.max_evidence_len, add_special_tokens=True)
+    if not questions:
+        return ids, mask
+    q_ids, q_mask = encode(tokenizer, sorted({x.question for x in examples}),
+                           data_config.max_question_len, add_special_tokens=True)
+    width = max(ids.shape[1], q_ids.shape[1])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def widen(a, value):
+        return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=value)
+
+    return (np.concatenate([widen(ids, pad), widen(q_ids, pad)]),
+            np.concatenate([widen(mask, 0), widen(q_mask, 0)]))
+
+
 def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_config,
                         logger: MetricLogger) -> str:
     """Trains the demo's compressor base and saves it to WORKDIR/compressor; returns that dir.
@@ -153,16 +180,23 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     embeddings at random; "init" starts them from the reader's (WORKDIR/generator); "fixed"
     also keeps them. The embeddings are tied, so with the reader's z starts out in (or, fixed,
     stays in) the space the reader embeds its own tokens in, where `cross_proj` has to map it.
+    With `pretrain_compressor.tie_embeddings=False` the base gets its own output head (random
+    init, trained): the input embeddings can then stay the reader's while the reconstruction
+    logits separate tokens the reader embeds alike. The saved config.json says so, and the
+    Latent Memory stage loads the base as that (untied) architecture.
+
+    `pretrain_compressor.questions` adds the training questions to the texts: the same base
+    embeds them for retrieval (through the `query` adapter), so it should know that form too.
     """
-    from lm_jax.hf.tokenizer import encode
     from lm_jax.train import build as build_lib
 
     out_dir = os.path.join(workdir, "compressor")
     if os.path.exists(os.path.join(out_dir, "config.json")):
         return out_dir
     pc = config.pretrain_compressor
+    base_config = dataclasses.replace(decoder_config, tie_word_embeddings=pc.tie_embeddings)
     # validate_config requires share_base=False here, so the model has a compressor base.
-    model = build_lib.build_latent_memory(config, decoder_config, decoder_config)
+    model = build_lib.build_latent_memory(config, base_config, decoder_config)
     trainable, frozen = model.split(nn.unbox(model.init(jax.random.key(config.seed + 2))))
     base = frozen["compressor"]
     fixed = {}
@@ -176,8 +210,7 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
         else:
             base = dict(base, embed_tokens=reader["embed_tokens"])
     params = {"base": base, "mem": trainable["heads"]["mem_embedding"]}
-    texts = sorted({e.render() for x in examples for e in x.evidence})  # distinct items
-    ids, mask = encode(tokenizer, texts, config.data.max_evidence_len, add_special_tokens=True)
+    ids, mask = compressor_texts(examples, tokenizer, config.data, pc.questions)
 
     def loss_fn(p, batch):
         t = dict(trainable, heads=dict(trainable["heads"], mem_embedding=p["mem"]))
@@ -191,10 +224,10 @@ def pretrain_compressor(config, workdir: str, examples, tokenizer, decoder_confi
     data_rng = np.random.default_rng(config.seed + 2)
 
     def next_batch():
-        idx = data_rng.integers(0, len(texts), pc.batch_size)
+        idx = data_rng.integers(0, len(ids), pc.batch_size)
         return {"ids": jnp.asarray(ids[idx]), "mask": jnp.asarray(mask[idx])}
 
     params = _fit(config, "compressor", pc, params, loss_fn, next_batch, logger)
-    _save_base({**params["base"], **fixed}, decoder_config, tokenizer, out_dir,
+    _save_base({**params["base"], **fixed}, base_config, tokenizer, out_dir,
                {MEM_EMBEDDING_FILE: np.asarray(params["mem"], np.float32)})
     return out_dir
