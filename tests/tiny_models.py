@@ -6,6 +6,7 @@ def shrink_to_tiny(c) -> None:
     """Mutates an unlocked ConfigDict in place (model size, negatives, distillation, eval)."""
     c.pretrain_generator.enabled = False
     c.pretrain_compressor.enabled = False
+    c.model.share_base = True  # one random base: the tests of a separate one build it themselves
     c.model.init = "random"
     c.model.arch.update(dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
                              num_kv_heads=1, head_dim=16))
