@@ -82,6 +82,13 @@ def render_chat(tokenizer, user: str, system: str | None = None,
     return _apply(tokenizer, [{"role": "user", "content": user}], add_generation_prompt)
 
 
+def pad_id(tokenizer) -> int:
+    """The id right-padding uses: the pad token, else EOS, else 0 (masked out either way)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
+
 def encode(tokenizer, texts: Sequence[str], max_len: int,
            add_special_tokens: bool) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes, truncates on the right to `max_len` and right-pads.
@@ -94,9 +101,7 @@ def encode(tokenizer, texts: Sequence[str], max_len: int,
     Returns:
       ids [N, max_len] int32 (pad id where mask is 0) and mask [N, max_len] int32.
     """
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pad = pad_id(tokenizer)
     rows = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
     ids = np.full((len(rows), max_len), pad, np.int32)
     mask = np.zeros((len(rows), max_len), np.int32)

@@ -146,7 +146,7 @@ def compressor_texts(examples, tokenizer, data_config, questions: bool):
       ids, mask [N, W] int32, right-padded; evidence truncated to `max_evidence_len`, questions
       to `max_question_len`, W the larger of the two when there are questions.
     """
-    from lm_jax.hf.tokenizer import encode
+    from lm_jax.hf.tokenizer import encode, pad_id
 
     texts = sorted({e.render() for x in examples for e in x.evidence})
     ids, mask = encode(tokenizer, texts, data_config.max_evidence_len, add_special_tokens=True)
@@ -155,7 +155,7 @@ def compressor_texts(examples, tokenizer, data_config, questions: bool):
     q_ids, q_mask = encode(tokenizer, sorted({x.question for x in examples}),
                            data_config.max_question_len, add_special_tokens=True)
     width = max(ids.shape[1], q_ids.shape[1])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
 
     def widen(a, value):
         return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=value)
