@@ -169,7 +169,7 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                                      learning_rate=3e-3, max_len=128, max_contexts=4,
                                      lm_weight=1.0))
     # Held-out recall@2 / reconstruction / latent F1 (BENCHMARKS.md, "The compressor's base"):
-    # 0.78 / 0.80 / 74.3 on the reader (share_base=True); 0.90 / 0.92 / 62.0 on this base. It
+    # 0.78 / 0.80 / 74.3 on the reader (share_base=True, 3 negatives); 0.90 / 0.92 / 62.0 here. It
     # learns the training questions as well as the evidence (the query adapter reads them), and
     # starts from the reader's (tied) embeddings, so its latents start where the reader reads.
     c.pretrain_compressor.update(dict(enabled=True, total_steps=600, reader_embeddings="init",
