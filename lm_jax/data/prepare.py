@@ -67,7 +67,8 @@ def prepare_dataset(
     """Builds dataset `name` (e.g. "hotpot_qa/distractor") into data_dir; returns its report.
 
     Args:
-      name: TFDS name with config.
+      name: TFDS name with config, or a short alias (lm_jax.data.builders.ALIASES: 2wiki,
+        musique, nq, triviaqa, popqa, flashrag, qasper, wice, dpr_corpus, hotpotqa).
       manual_dir: directory with the raw files under their official names; None downloads
         them (online, checksum-verified).
       data_dir: TFDS data_dir; the dataset lands in data_dir/<name>/<version>/ together
@@ -83,8 +84,9 @@ def prepare_dataset(
     """
     import tensorflow_datasets as tfds
 
-    import lm_jax.data.builders  # noqa: F401  (registers the builders)
+    import lm_jax.data.builders  # registers the builders
 
+    name = lm_jax.data.builders.ALIASES.get(name, name)
     manual_dir = os.fspath(manual_dir) if manual_dir is not None else None
     builder = tfds.builder(
         name,
@@ -143,7 +145,11 @@ def prepare_synthetic(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a TFDS dataset and print its report.")
-    parser.add_argument("--dataset", default="hotpot_qa/distractor")
+    parser.add_argument(
+        "--dataset", default="hotpot_qa/distractor",
+        help="TFDS name/config or alias (2wiki, musique, nq, triviaqa, popqa, flashrag, "
+        "qasper, wice, dpr_corpus)",
+    )
     parser.add_argument("--manual_dir", default=None, help="raw files (default: download)")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--max_drop_fraction", type=float, default=base.DEFAULT_MAX_DROP_FRACTION)

@@ -36,12 +36,9 @@ from etils import epath
 
 from lm_jax.data.builders import report as report_lib
 from lm_jax.data.builders import validation
+from lm_jax.data.builders.readers import BrokenRecord, RawFormatError
 
 DEFAULT_MAX_DROP_FRACTION = 0.05
-
-
-class RawFormatError(ValueError):
-    """A raw data file is not a JSON array / JSON-lines file; names the file and offset."""
 
 
 class MissingSourceFileError(FileNotFoundError):
@@ -148,28 +145,42 @@ class JsonValueReader:
 
 
 @dataclasses.dataclass(eq=False)
-class QABuilderConfig(tfds.core.BuilderConfig):
-    """One configuration of a multi-hop QA builder.
+class SourceBuilderConfig(tfds.core.BuilderConfig):
+    """One configuration of a builder that reads one raw file per split.
 
     split_files: split name -> raw file name (the name looked up in manual_dir, and the file
       name in checksums.tsv).
-    urls: split name -> official download URL (its size/sha256 are in checksums.tsv).
+    urls: split name -> official download URL (its size/sha256 are in checksums.tsv); empty
+      when the files can only be given through manual_dir.
+    """
+
+    split_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    urls: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(eq=False)
+class QABuilderConfig(SourceBuilderConfig):
+    """One configuration of a multi-hop QA builder.
+
     strict_supporting: drop a record whose supporting fact names a title missing from its
       context (True for distractor-style contexts; False for retrieved, fullwiki contexts).
     min_positives: tier 2 drops records with fewer positive sentences than this.
     """
 
-    split_files: dict[str, str] = dataclasses.field(default_factory=dict)
-    urls: dict[str, str] = dataclasses.field(default_factory=dict)
     strict_supporting: bool = True
     min_positives: int = 1
 
 
-class MultiHopQABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base of the HotpotQA-shaped builders. Subclasses set FIELDS, configs, VERSION, etc."""
+class ValidatedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base of every lm_jax builder: raw file per split -> validated records + data report.
 
-    # The raw fields every record needs, in check order (see validation.Field).
-    FIELDS: Sequence[validation.Field] = ()
+    A subclass declares its configs and implements `features()` (the TFDS feature dict),
+    `parse(value, notes)` (raw value -> record, raising `validation.DropRecord`),
+    `record_id(record)`, `to_features(record, source_index)` and, if it reads anything but a
+    JSON array / JSON lines file, `open_reader(path)`. This class owns the split files,
+    duplicate ids, the per-reason counts, the drop-fraction guard and the atomic report.
+    """
+
     HOMEPAGE = ""
     CITATION = ""
     DESCRIPTION = ""
@@ -213,29 +224,10 @@ class MultiHopQABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         return epath.Path(inspect.getfile(cls))
 
     def _info(self) -> tfds.core.DatasetInfo:
-        text = tfds.features.Text()
         return tfds.core.DatasetInfo(
             builder=self,
             description=self.DESCRIPTION,
-            features=tfds.features.FeaturesDict(
-                {
-                    "id": text,
-                    "question": text,
-                    "answer": text,
-                    "type": text,
-                    "level": text,
-                    # Position of the record in the raw file (before drops): for tracing.
-                    "source_index": np.int64,
-                    # Paragraphs in document order; their sentences are stored flat in
-                    # `sentences` (paragraph i owns the next num_sentences[i] entries),
-                    # since nested ragged features need TensorFlow to serialise.
-                    "context": tfds.features.Sequence({"title": text, "num_sentences": np.int32}),
-                    "sentences": tfds.features.Sequence(text),
-                    "supporting_facts": tfds.features.Sequence(
-                        {"title": text, "sent_id": np.int32}
-                    ),
-                }
-            ),
+            features=tfds.features.FeaturesDict(self.features()),
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
             # Keep file order: split index i is the i-th kept record, reproducibly.
@@ -245,12 +237,17 @@ class MultiHopQABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
     def _source_paths(self, dl_manager: tfds.download.DownloadManager) -> dict[str, str]:
         """Split -> local raw file: from manual_dir when given, else downloaded."""
-        cfg: QABuilderConfig = self.builder_config
+        cfg: SourceBuilderConfig = self.builder_config
         # The public `dl_manager.manual_dir` raises the same error for "not given" and
         # "empty", and we must not silently download when a user's manual_dir is wrong.
         manual_dir = getattr(dl_manager, "_manual_dir", None)
         self._missing_splits = {}
         if manual_dir is None:
+            if not cfg.urls:
+                raise MissingSourceFileError(
+                    f"{self.name}/{cfg.name}: no download URL; give the files "
+                    f"{sorted(cfg.split_files.values())} through manual_dir"
+                )
             # Online: TFDS downloads and checks size + sha256 against checksums.tsv.
             paths = dl_manager.download({s: cfg.urls[s] for s in cfg.split_files})
             return {s: os.fspath(p) for s, p in paths.items()}
@@ -286,33 +283,33 @@ class MultiHopQABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         }
 
     def _generate_examples(self, path: str, split: str):
-        cfg: QABuilderConfig = self.builder_config
         rep = report_lib.SplitReport(split)
         self._split_reports[split] = rep
-        reader = JsonValueReader(path)
+        self.current_split = split  # for parse() of formats whose ids need the split
+        reader = self.open_reader(path)
         seen_ids: set[str] = set()
         for source_index, value in enumerate(reader):
             rep.add_read()
             notes: collections.Counter = collections.Counter()
             try:
-                raw = validation.check_raw(value)
-                rec = self.make_record(validation.extract_fields(raw, self.FIELDS))
-                validation.check_content(
-                    rec,
-                    strict_supporting=cfg.strict_supporting,
-                    notes=lambda name, n, c=notes: c.update({name: n}),
+                if isinstance(value, BrokenRecord):
+                    raise validation.DropRecord(report_lib.TIER_RAW, value.reason)
+                rec = self.parse(
+                    value, lambda name, n, c=notes: c.update({name: n}), source_index
                 )
-                if rec.id in seen_ids:
-                    raise validation.DropRecord(report_lib.TIER_VALIDATED, "duplicate_id")
-                seen_ids.add(rec.id)
-                validation.check_trainable(rec, min_positives=cfg.min_positives)
+                if self.CHECK_DUPLICATE_IDS:
+                    rid = self.record_id(rec)
+                    if rid in seen_ids:
+                        raise validation.DropRecord(report_lib.TIER_VALIDATED, "duplicate_id")
+                    seen_ids.add(rid)
+                self.check_trainable(rec)
             except validation.DropRecord as d:
                 rep.drop(d.tier, d.reason)
                 continue
             for name, n in notes.items():
                 rep.note(name, n)
             # Key = position in the raw file: unique even when ids are not.
-            yield f"{source_index:010d}", rec.to_features(source_index)
+            yield f"{source_index:010d}", self.to_features(rec, source_index)
         rep.source = {
             "file": os.path.basename(path),
             "bytes": reader.num_bytes,
@@ -344,6 +341,85 @@ class MultiHopQABuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
             os.path.join(self.data_dir, report_lib.REPORT_FILENAME), report
         )
         self.data_report = report
+
+    # ------------------------------------------------------------------ per-dataset hooks
+
+    # A corpus of millions of passages would hold every id in a set: its builder opts out.
+    CHECK_DUPLICATE_IDS = True
+
+    def open_reader(self, path: str):
+        """An iterable of raw values of one split file, with num_bytes/sha256 afterwards."""
+        return JsonValueReader(path)
+
+    @abc.abstractmethod
+    def features(self) -> dict[str, Any]:
+        """The TFDS feature dict of one record."""
+
+    @abc.abstractmethod
+    def parse(self, value: Any, notes, source_index: int) -> Any:
+        """Raw value -> record; raises validation.DropRecord.
+
+        notes(name, n) counts a remark that does not drop the record; source_index is the
+        value's position in the raw file (for formats without ids).
+        """
+
+    @abc.abstractmethod
+    def record_id(self, rec: Any) -> str:
+        """The record's id (unique within a split)."""
+
+    def check_trainable(self, rec: Any) -> None:
+        """Tier 2 checks (after the duplicate-id check); default: none."""
+
+    @abc.abstractmethod
+    def to_features(self, rec: Any, source_index: int) -> dict[str, Any]:
+        """The record as a dict matching features()."""
+
+
+class MultiHopQABuilder(ValidatedBuilder, skip_registration=True):
+    """Base of the HotpotQA-shaped builders. Subclasses set FIELDS, configs, VERSION, etc.
+
+    EXTRA_FEATURES: features beyond the HotpotQA shape (e.g. 2Wiki's evidence triples), filled
+    from `QARecord.extras`.
+    """
+
+    # The raw fields every record needs, in check order (see validation.Field).
+    FIELDS: Sequence[validation.Field] = ()
+    EXTRA_FEATURES: dict[str, Any] = {}
+
+    def features(self) -> dict[str, Any]:
+        text = tfds.features.Text()
+        return {
+            "id": text,
+            "question": text,
+            "answer": text,
+            "type": text,
+            "level": text,
+            # Position of the record in the raw file (before drops): for tracing.
+            "source_index": np.int64,
+            # Paragraphs in document order; their sentences are stored flat in
+            # `sentences` (paragraph i owns the next num_sentences[i] entries),
+            # since nested ragged features need TensorFlow to serialise.
+            "context": tfds.features.Sequence({"title": text, "num_sentences": np.int32}),
+            "sentences": tfds.features.Sequence(text),
+            "supporting_facts": tfds.features.Sequence({"title": text, "sent_id": np.int32}),
+            **self.EXTRA_FEATURES,
+        }
+
+    def parse(self, value: Any, notes, source_index: int) -> validation.QARecord:
+        cfg: QABuilderConfig = self.builder_config
+        raw = validation.check_raw(value)
+        rec = self.make_record(validation.extract_fields(raw, self.FIELDS))
+        validation.check_content(rec, strict_supporting=cfg.strict_supporting, notes=notes)
+        return rec
+
+    def record_id(self, rec: validation.QARecord) -> str:
+        return rec.id
+
+    def check_trainable(self, rec: validation.QARecord) -> None:
+        validation.check_trainable(rec, min_positives=self.builder_config.min_positives)
+
+    def to_features(self, rec: validation.QARecord, source_index: int) -> dict[str, Any]:
+        return rec.to_features(source_index)
 
     # ------------------------------------------------------------------ per-dataset hook
 

@@ -3,7 +3,7 @@
 A builder turns each raw JSON value into a `QARecord` in three tiers; the first failed check
 raises `DropRecord(tier, reason)` and the builder counts the reason in the data report:
 
-  tier 0 (raw):       `not_an_object`, `invalid_utf8`
+  tier 0 (raw):       `invalid_json` (a broken line), `not_an_object`, `invalid_utf8`
   tier 1 (validated): `missing_field:<f>`, `wrong_type:<f>`, `empty_id`, `empty_question`,
                       `empty_answer`, `empty_context`, `unknown_supporting_title`,
                       `supporting_index_out_of_range`, `duplicate_id`
@@ -129,6 +129,8 @@ class QARecord:
     level: str
     context: list[tuple[str, list[str]]]
     supporting_facts: list[tuple[str, int]]
+    # Features beyond the HotpotQA shape (a builder's EXTRA_FEATURES), already in TFDS form.
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_features(self, source_index: int) -> dict[str, Any]:
         """The TFDS feature dict. Nested ragged sequences need TensorFlow to serialise, so the
@@ -150,6 +152,7 @@ class QARecord:
                 "title": [t for t, _ in self.supporting_facts],
                 "sent_id": [i for _, i in self.supporting_facts],
             },
+            **self.extras,
         }
 
 
