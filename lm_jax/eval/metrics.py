@@ -61,6 +61,82 @@ def f1_score(pred: str, gold: str | Sequence[str]) -> float:
     return max(_f1_one(pred, g) for g in _golds(gold))
 
 
+def squad_f1(pred: str, gold: str | Sequence[str]) -> float:
+    """Token F1 of normalised answers, max over golds, WITHOUT HotpotQA's yes/no rule.
+
+    The rule of the SQuAD v1.1 script, MuSiQue's and LongBench's `qa_f1_score` (used for
+    NQ-open, TriviaQA, MuSiQue and Qasper): "no" against "no answer" gets partial credit.
+    """
+    out = 0.0
+    for g in _golds(gold):
+        pt, gt = normalize_answer(pred).split(), normalize_answer(g).split()
+        same = sum((Counter(pt) & Counter(gt)).values())
+        if same:
+            precision, recall = same / len(pt), same / len(gt)
+            out = max(out, 2 * precision * recall / (precision + recall))
+    return out
+
+
+def qasper_f1(pred: str, gold: str | Sequence[str]) -> float:
+    """LongBench-Qasper's metric (LongBench `qa_f1_score`, max over the answers)."""
+    return squad_f1(pred, gold)
+
+
+def contains_answer(pred: str, gold: str | Sequence[str]) -> float:
+    """PopQA's accuracy: 1.0 if any gold string, as is, lower-cased or capitalised, occurs in
+    the raw generation (AlexTMallen/adaptive-retrieval run_model.py), else 0.0."""
+    return float(
+        any(g in pred or g.lower() in pred or g.capitalize() in pred for g in _golds(gold))
+    )
+
+
+WICE_LABELS = ("partially_supported", "not_supported", "supported")
+
+
+def parse_wice_label(text: str) -> str | None:
+    """The WiCE label a generation names: the first of partially_supported / not_supported /
+    supported found in it (case-, space- and underscore-insensitive, longest labels first so
+    "not supported" is not read as "supported"); None if it names none."""
+    t = " ".join(text.lower().replace("_", " ").replace("-", " ").split())
+    hits = [(t.find(lab.replace("_", " ")), -len(lab), lab) for lab in WICE_LABELS]
+    hits = [h for h in hits if h[0] >= 0]
+    return min(hits)[2] if hits else None
+
+
+def label_accuracy(preds: Sequence[str], golds: Sequence[str]) -> float | None:
+    """WiCE label accuracy: share of generations whose parsed label equals the gold label
+    (a generation naming no label is wrong); None for no examples."""
+    if len(preds) != len(golds):
+        raise ValueError(f"{len(preds)} predictions for {len(golds)} gold labels")
+    if not golds:
+        return None
+    return sum(parse_wice_label(p) == g for p, g in zip(preds, golds, strict=True)) / len(golds)
+
+
+# The answer metrics each benchmark's official script defines (EM is max over golds in all).
+DATASET_METRICS = {
+    "hotpot_qa": ("em", "f1"),
+    "two_wiki_multihop_qa": ("em", "f1"),
+    "musique": ("em", "squad_f1"),
+    "nq_open": ("em", "squad_f1"),
+    "trivia_qa": ("em", "squad_f1"),
+    "flashrag": ("em", "squad_f1"),
+    "pop_qa": ("accuracy", "em"),
+    "longbench_qasper": ("qasper_f1",),
+}
+
+
+def score_answer(dataset: str, pred: str, gold: str | Sequence[str]) -> dict[str, float]:
+    """The metrics of DATASET_METRICS[dataset] (TFDS name, config optional) for one answer."""
+    name = dataset.split("/", 1)[0]
+    if name not in DATASET_METRICS:
+        raise ValueError(f"no answer metrics for dataset {dataset!r}; known: "
+                         f"{sorted(DATASET_METRICS)} (WiCE: label_accuracy)")
+    fns = {"em": exact_match, "f1": f1_score, "squad_f1": squad_f1, "qasper_f1": qasper_f1,
+           "accuracy": contains_answer}
+    return {m: fns[m](pred, gold) for m in DATASET_METRICS[name]}
+
+
 def recall_at_k(retrieved: Sequence, gold: Iterable, k: int) -> float | None:
     """|top-k retrieved & gold| / |gold|; None when there is no gold item (undefined).
 

@@ -111,3 +111,38 @@ def test_accuracy_by_class_hand_computed():
     assert out["capitalized"] == pytest.approx(1 / 2)
     assert out["other"] == pytest.approx(2 / 3)
     assert out["digits"] is None  # no digit tokens: no figure rather than a misleading 0
+
+
+def test_benchmark_answer_rules():
+    from lm_jax.eval import metrics as m
+
+    golds = ["14 December 1972 UTC", "December 1972"]
+    assert m.exact_match("december 1972.", golds) == 1.0
+    assert m.squad_f1("in December 1972", golds) == pytest.approx(0.8)
+    # HotpotQA's rule zeroes "no" vs "no answer"; SQuAD/LongBench's gives token credit.
+    assert m.f1_score("no", "no answer") == 0.0
+    assert m.squad_f1("no", "no answer") == pytest.approx(2 / 3)
+    assert m.qasper_f1("They use SQuAD", ["unanswerable", "SQuAD"]) == pytest.approx(0.5)
+    assert m.contains_answer("He was a Politician.", ["politician", "pol"]) == 1.0
+    assert m.contains_answer("He was a teacher.", ["politician"]) == 0.0
+    assert m.score_answer("pop_qa/default", "he is a politician", ["politician"]) == {
+        "accuracy": 1.0, "em": 0.0}
+    assert m.score_answer("nq_open", "Bob Russell", ["Bobby Scott", "Bob Russell"]) == {
+        "em": 1.0, "squad_f1": 1.0}
+    with pytest.raises(ValueError, match="no answer metrics"):
+        m.score_answer("wice", "supported", ["supported"])
+
+
+def test_wice_label_accuracy():
+    from lm_jax.eval import metrics as m
+
+    assert m.parse_wice_label("The claim is NOT supported.") == "not_supported"
+    assert m.parse_wice_label("partially-supported") == "partially_supported"
+    assert m.parse_wice_label("Supported; not supported elsewhere") == "supported"
+    assert m.parse_wice_label("unclear") is None
+    preds = ["supported", "Not supported", "unclear", "partially supported"]
+    golds = ["supported", "not_supported", "supported", "supported"]
+    assert m.label_accuracy(preds, golds) == 0.5
+    assert m.label_accuracy([], []) is None
+    with pytest.raises(ValueError, match="predictions"):
+        m.label_accuracy(["x"], [])
